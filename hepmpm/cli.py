@@ -1,0 +1,113 @@
+"""``hepmpm <command>``: a thin command line over the library.
+
+Each subcommand parses its flags and calls one library function; errors caused by the input
+(:class:`~hepmpm.errors.HepmpmError`) are printed as one line, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hepmpm import __version__
+from hepmpm.errors import HepmpmError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_generate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "generate",
+        help="generate labelled JetClass-like jets (Pythia8 + FastJet + detector) as NanoAOD",
+        description=(
+            "Generate jets of the ten JetClass classes with Pythia 8, a parametric CMS-like "
+            "detector and FastJet anti-kT R=0.8 (500 < pT < 1000 GeV, |eta| < 2), written as "
+            "NanoAOD-style ROOT files with FatJet_truthLabel."
+        ),
+    )
+    parser.add_argument(
+        "--preset", default="sim", help="sim, data, or the path of a preset YAML (default: sim)"
+    )
+    parser.add_argument(
+        "--classes", default="all", help="comma-separated classes, e.g. QCD,Hbb, or 'all'"
+    )
+    parser.add_argument("--jets-per-class", type=_positive_int, required=True, metavar="N")
+    parser.add_argument("--seed", type=int, default=1, help="master seed (default: 1)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes (default: 1)"
+    )
+    parser.add_argument(
+        "--naming", choices=["pfnano", "nanoaod-v15"], default="pfnano",
+        help="branch naming of the constituents (default: pfnano)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--jets-per-file", type=_positive_int, default=5000,
+        help="maximum jets per output file (default: 5000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a preset value, e.g. --set detector.hcal.energy_scale=0.95",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from hepmpm.generate.preset import load_preset
+    from hepmpm.generate.sample import SampleRequest, generate_sample
+    from hepmpm.jetclass import parse_classes
+
+    request = SampleRequest(
+        preset=load_preset(args.preset, args.overrides),
+        classes=tuple(parse_classes(args.classes)),
+        jets_per_class=args.jets_per_class,
+        seed=args.seed,
+        naming=args.naming,
+        out=args.out,
+        jets_per_file=args.jets_per_file,
+    )
+    manifest = generate_sample(request, workers=args.workers, show_progress=not args.no_progress)
+    files = manifest["files"]
+    jets = sum(f["jets"] for f in files.values())
+    print(f"wrote {jets} jets in {len(files)} files to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hepmpm",
+        description="Masked particle modeling for collider jets: generate, skim, pre-train, "
+        "fine-tune and deploy jet taggers.",
+    )
+    parser.add_argument("--version", action="version", version=f"hepmpm {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    _add_generate(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hepmpm`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except HepmpmError as err:
+        print(f"hepmpm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hepmpm {args.command}: interrupted; re-run to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,121 @@
+"""Typed configurations read from YAML files.
+
+Every config is a pydantic model with ``extra="forbid"`` and strict types, so a misspelt key or a
+value of the wrong type is an error that names the key and the file. A YAML file may start from
+another one with ``inherit: NAME`` (a path relative to the file, or a packaged config) and then
+only state what differs, which keeps e.g. the ``data`` generator preset a readable list of shifts
+with respect to ``sim``. Command-line overrides ``a.b.c=value`` are applied last.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hepmpm.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every hepmpm config: unknown keys and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def packaged_config_path(*parts: str) -> Path:
+    """Path of a config shipped with hepmpm: ``packaged_config_path("generate", "sim.yaml")``."""
+    return Path(str(resources.files("hepmpm.configs").joinpath(*parts)))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, found {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_yaml_with_inheritance(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read ``path``; if it has ``inherit: OTHER``, deep-merge it over OTHER (recursively)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise ConfigError(f"config inheritance loops: {chain}")
+    data = _read_yaml(path)
+    parent = data.pop("inherit", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"config file {path}: key 'inherit' must be a file name")
+    parent_path = path.parent / parent
+    if not parent_path.exists():
+        raise ConfigError(f"config file {path}: inherited file {parent_path} does not exist")
+    return _deep_merge(load_yaml_with_inheritance(parent_path, (*_seen, path)), data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3``, ``1e-3``, ``[1, 2]``)."""
+    data = copy.deepcopy(data)
+    for override in overrides:
+        key, sep, raw_value = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} must look like key.subkey=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw_value)
+    return data
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        elif item["type"] == "missing":
+            problems.append(f"missing key '{key}'")
+        else:
+            problems.append(f"key '{key}': {item['msg']} (got {item.get('input')!r})")
+    return f"{source}: " + "; ".join(problems)
+
+
+def parse_config(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
+    """Validate ``data`` against ``model``; errors name each bad key and the ``source``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(model: type[ModelT], path: Path, overrides: list[str] | None = None) -> ModelT:
+    """Read a YAML config (with ``inherit``), apply overrides, validate it as ``model``."""
+    data = apply_overrides(load_yaml_with_inheritance(Path(path)), overrides or [])
+    return parse_config(model, data, f"config {path}")
