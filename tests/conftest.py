@@ -1,0 +1,48 @@
+"""Shared fixtures: small real samples made once per test session with real Pythia 8 + FastJet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hepmpm.generate.preset import load_preset
+from hepmpm.generate.sample import SampleRequest, generate_sample
+from hepmpm.jetclass import CLASS_NAMES
+
+JETS_PER_CLASS = 48
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def make_sample(out: Path, preset: str = "sim", classes=CLASS_NAMES, jets=JETS_PER_CLASS, **kw):
+    request = SampleRequest(
+        preset=load_preset(preset),
+        classes=tuple(classes),
+        jets_per_class=jets,
+        seed=kw.pop("seed", 7),
+        naming=kw.pop("naming", "pfnano"),
+        out=out,
+        jets_per_file=kw.pop("jets_per_file", 5000),
+    )
+    workers = kw.pop("workers", 2)
+    assert not kw, kw
+    return generate_sample(request, workers=workers, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def sim_sample(tmp_path_factory) -> Path:
+    """All ten classes, ``JETS_PER_CLASS`` jets each, preset ``sim``, PFNano naming."""
+    out = tmp_path_factory.mktemp("sim")
+    make_sample(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shift_samples(tmp_path_factory) -> tuple[Path, Path]:
+    """W and top jets from the ``sim`` and the ``data`` preset, same seed."""
+    dirs = []
+    for preset in ("sim", "data"):
+        out = tmp_path_factory.mktemp(preset)
+        make_sample(out, preset, classes=("Wqq", "Tbqq"), jets=64)
+        dirs.append(out)
+    return dirs[0], dirs[1]

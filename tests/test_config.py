@@ -1,0 +1,46 @@
+"""Typed YAML configs: unknown keys and wrong types are errors naming the key."""
+
+import pytest
+
+from hepmpm.config import apply_overrides, load_yaml_with_inheritance
+from hepmpm.errors import ConfigError
+from hepmpm.generate.preset import load_preset
+
+
+def test_data_inherits_sim_and_states_the_shift():
+    sim, data = load_preset("sim"), load_preset("data")
+    assert sim.jets == data.jets  # same selection: only the domain differs
+    assert data.detector.hcal.energy_scale < sim.detector.hcal.energy_scale
+    assert data.detector.tracker.efficiency < sim.detector.tracker.efficiency
+    assert data.detector.soft_particles.mean_count > 0 == sim.detector.soft_particles.mean_count
+    assert any("alphaSvalue" in s for s in data.pythia.settings)
+    assert data.detector.ecal.cell_size == sim.detector.ecal.cell_size  # inherited
+
+
+def test_unknown_key_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inherit: " + str(_sim_path()) + "\ndetector:\n  hcal:\n    energy_scael: 1.0\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'detector\.hcal\.energy_scael'"):
+        load_preset(str(bad))
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"jets\.pt_min"):
+        load_preset("sim", ["jets.pt_min=fast"])
+    with pytest.raises(ConfigError, match=r"tracker\.efficiency"):
+        load_preset("sim", ["detector.tracker.efficiency=1.5"])
+
+
+def test_override_and_inheritance_loop(tmp_path):
+    assert load_preset("sim", ["jets.pt_min=450"]).jets.pt_min == 450
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=[1, 2]"]) == {"a": {"b": 1, "c": [1, 2]}}
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("inherit: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_yaml_with_inheritance(loop)
+
+
+def _sim_path():
+    from hepmpm.config import packaged_config_path
+
+    return packaged_config_path("generate", "sim.yaml")
