@@ -5,6 +5,7 @@ import sys
 
 import hepmpm.export
 import hepmpm.processors
+import pytest
 
 import hepmpm
 from hepmpm.cli import main
@@ -12,15 +13,12 @@ from hepmpm.cli import main
 
 def test_version_and_help(capsys):
     assert hepmpm.__version__
-    try:
+    with pytest.raises(SystemExit) as stop:
         main(["--version"])
-    except SystemExit as stop:
-        assert stop.code == 0
+    assert stop.value.code == 0
     assert hepmpm.__version__ in capsys.readouterr().out
-    try:
+    with pytest.raises(SystemExit):
         main(["--help"])
-    except SystemExit:
-        pass
     assert "generate" in capsys.readouterr().out
 
 

@@ -15,9 +15,10 @@ import json
 import multiprocessing
 import os
 import queue as queue_module
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,22 @@ class FileSummary:
     events: int
     generated_events: int
     skipped: bool = False
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+
+
+class StageTimer:
+    """Wall time per stage (pythia_init, pythia, detector, clustering, selection, writing), s."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> FileSummary:
@@ -85,7 +102,9 @@ def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> F
     seeds = task.seed_sequence()
     pythia_seed = int(seeds.generate_state(1)[0]) % MAX_PYTHIA_SEED + 1
     rng = np.random.default_rng(seeds.spawn(1)[0])
-    generator = PythiaGenerator(process, task.preset.pythia, pythia_seed)
+    timer = StageTimer()
+    with timer("pythia_init"):
+        generator = PythiaGenerator(process, task.preset.pythia, pythia_seed)
     charge_of = ChargeTable(generator)
     detector = Detector(task.preset.detector)
     jet_config = task.preset.jets
@@ -94,24 +113,28 @@ def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> F
     generated = 0
     events_since_jet = 0
     while builder.n_jets < task.n_jets:
-        batch = generator.next_batch(EVENTS_PER_BATCH)
+        with timer("pythia"):
+            batch = generator.next_batch(EVENTS_PER_BATCH)
         event_numbers = np.arange(generated + 1, generated + batch.n_events + 1, dtype=np.uint64)
         generated += batch.n_events
 
-        visible = batch.visible_final_state()
-        particles = GenParticles(
-            event=batch.event_index()[visible],
-            pdg_id=batch.pdg_id[visible],
-            charge=charge_of(batch.pdg_id[visible]),
-            momentum=batch.momentum(visible),
-            vx=batch.vx[visible],
-            vy=batch.vy[visible],
-            vz=batch.vz[visible],
-        )
-        candidates = detector.reconstruct(particles, batch.n_events, rng)
-        jets = cluster_jets(candidates, batch.n_events, jet_config)
-        chosen = select_jets(batch, jets, process, label, jet_config)
-        chosen = chosen[: task.n_jets - builder.n_jets]
+        with timer("detector"):
+            visible = batch.visible_final_state()
+            particles = GenParticles(
+                event=batch.event_index()[visible],
+                pdg_id=batch.pdg_id[visible],
+                charge=charge_of(batch.pdg_id[visible]),
+                momentum=batch.momentum(visible),
+                vx=batch.vx[visible],
+                vy=batch.vy[visible],
+                vz=batch.vz[visible],
+            )
+            candidates = detector.reconstruct(particles, batch.n_events, rng)
+        with timer("clustering"):
+            jets = cluster_jets(candidates, batch.n_events, jet_config)
+        with timer("selection"):
+            chosen = select_jets(batch, jets, process, label, jet_config)
+            chosen = chosen[: task.n_jets - builder.n_jets]
         if len(chosen) == 0:
             events_since_jet += batch.n_events
             if events_since_jet >= MAX_EVENTS_WITHOUT_JET:
@@ -123,24 +146,31 @@ def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> F
         events_since_jet = 0
         momentum = jets.momentum[chosen]
         constituents = jets.constituents[chosen]
-        builder.add(
-            event_numbers=event_numbers,
-            jets={
-                "pt": np.asarray(momentum.pt, dtype=np.float32),
-                "eta": np.asarray(momentum.eta, dtype=np.float32),
-                "phi": np.asarray(momentum.phi, dtype=np.float32),
-                "mass": np.asarray(momentum.mass, dtype=np.float32),
-                "msoftdrop": softdrop_mass(candidates, constituents, jet_config).astype(np.float32),
-                "truthLabel": np.full(len(chosen), label, dtype=np.int32),
-            },
-            jet_event=jets.event[chosen],
-            constituents=constituents,
-            candidates=candidates,
-        )
+        with timer("clustering"):
+            msoftdrop = softdrop_mass(candidates, constituents, jet_config)
+        with timer("writing"):
+            builder.add(
+                event_numbers=event_numbers,
+                jets={
+                    "pt": np.asarray(momentum.pt, dtype=np.float32),
+                    "eta": np.asarray(momentum.eta, dtype=np.float32),
+                    "phi": np.asarray(momentum.phi, dtype=np.float32),
+                    "mass": np.asarray(momentum.mass, dtype=np.float32),
+                    "msoftdrop": msoftdrop.astype(np.float32),
+                    "truthLabel": np.full(len(chosen), label, dtype=np.int32),
+                },
+                jet_event=jets.event[chosen],
+                constituents=constituents,
+                candidates=candidates,
+            )
         if progress is not None:
             progress(len(chosen))
-    builder.write(Path(task.path))
-    return FileSummary(task.path, task.class_name, builder.n_jets, builder.n_events, generated)
+    with timer("writing"):
+        builder.write(Path(task.path))
+    return FileSummary(
+        task.path, task.class_name, builder.n_jets, builder.n_events, generated,
+        seconds_by_stage=timer.seconds,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
