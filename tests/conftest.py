@@ -11,7 +11,6 @@ from hepmpm.generate.sample import SampleRequest, generate_sample
 from hepmpm.jetclass import CLASS_NAMES
 
 JETS_PER_CLASS = 48
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def make_sample(out: Path, preset: str = "sim", classes=CLASS_NAMES, jets=JETS_PER_CLASS, **kw):
