@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import hepmpm.export
 import hepmpm.processors
@@ -44,3 +45,11 @@ def test_presets_are_packaged():
 
     assert packaged_config_path("generate", "sim.yaml").exists()
     assert packaged_config_path("generate", "data.yaml").exists()
+
+
+def test_ci_runs_the_readme_test_command():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    command = readme.split("## Test", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
+    ci_lines = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines
