@@ -14,6 +14,7 @@ import numpy as np
 import pythia8mc
 import vector
 
+from hepmpm.generate.detector import GenParticles
 from hepmpm.generate.preset import PythiaConfig
 from hepmpm.generate.processes import NEUTRINOS, JetProcess
 
@@ -93,6 +94,20 @@ class EventBatch:
         final = self.status > 0
         invisible = np.isin(np.abs(self.pdg_id), list(NEUTRINOS))
         return np.flatnonzero(final & ~invisible)
+
+    def visible_particles(self, charge_of: ChargeTable) -> GenParticles:
+        """The visible final state as the detector's input (GeV, mm)."""
+        visible = self.visible_final_state()
+        pdg_id = self.pdg_id[visible]
+        return GenParticles(
+            event=self.event_index()[visible],
+            pdg_id=pdg_id,
+            charge=charge_of(pdg_id),
+            momentum=self.momentum(visible),
+            vx=self.vx[visible],
+            vy=self.vy[visible],
+            vz=self.vz[visible],
+        )
 
 
 class PythiaGenerator:

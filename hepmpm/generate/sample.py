@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
-from hepmpm.generate.detector import Detector, GenParticles
+from hepmpm.generate.detector import Detector
 from hepmpm.generate.jets import cluster_jets, softdrop_mass
 from hepmpm.generate.nanoaod import NAMINGS, NanoAODBuilder
 from hepmpm.generate.preset import GeneratorPreset
@@ -119,16 +119,7 @@ def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> F
         generated += batch.n_events
 
         with timer("detector"):
-            visible = batch.visible_final_state()
-            particles = GenParticles(
-                event=batch.event_index()[visible],
-                pdg_id=batch.pdg_id[visible],
-                charge=charge_of(batch.pdg_id[visible]),
-                momentum=batch.momentum(visible),
-                vx=batch.vx[visible],
-                vy=batch.vy[visible],
-                vz=batch.vz[visible],
-            )
+            particles = batch.visible_particles(charge_of)
             candidates = detector.reconstruct(particles, batch.n_events, rng)
         with timer("clustering"):
             jets = cluster_jets(candidates, batch.n_events, jet_config)
@@ -255,25 +246,24 @@ def _prepare_output(request: SampleRequest) -> dict:
     return {"files": {}}
 
 
-def _write_manifest(request: SampleRequest, summaries: dict[str, FileSummary]) -> None:
-    write_json_atomic(
-        request.out / MANIFEST_NAME,
-        {
-            "hepmpm_version": __version__,
-            "settings_hash": request.settings_hash(),
-            "settings": request.settings(),
-            "files": {
-                Path(s.path).name: {
-                    "class": s.class_name,
-                    "label": CLASS_INDEX[s.class_name],
-                    "jets": s.jets,
-                    "events": s.events,
-                    "generated_events": s.generated_events,
-                }
-                for s in sorted(summaries.values(), key=lambda s: s.path)
-            },
+def _write_manifest(request: SampleRequest, summaries: dict[str, FileSummary]) -> dict:
+    manifest = {
+        "hepmpm_version": __version__,
+        "settings_hash": request.settings_hash(),
+        "settings": request.settings(),
+        "files": {
+            Path(s.path).name: {
+                "class": s.class_name,
+                "label": CLASS_INDEX[s.class_name],
+                "jets": s.jets,
+                "events": s.events,
+                "generated_events": s.generated_events,
+            }
+            for s in sorted(summaries.values(), key=lambda s: s.path)
         },
-    )
+    }
+    write_json_atomic(request.out / MANIFEST_NAME, manifest)
+    return manifest
 
 
 def _run_in_pool(
@@ -331,5 +321,4 @@ def generate_sample(request: SampleRequest, workers: int = 1, show_progress: boo
                 on_done(generate_file(task, bar.update))
         else:
             _run_in_pool(todo, min(workers, len(todo)), bar, on_done)
-    _write_manifest(request, summaries)
-    return json.loads((request.out / MANIFEST_NAME).read_text())
+    return _write_manifest(request, summaries)
