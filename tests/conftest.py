@@ -45,3 +45,47 @@ def shift_samples(tmp_path_factory) -> tuple[Path, Path]:
         make_sample(out, preset, classes=("Wqq", "Tbqq"), jets=64)
         dirs.append(out)
     return dirs[0], dirs[1]
+
+
+def make_skim(inputs, out: Path, **request_fields) -> dict:
+    """Skim ``inputs`` (files, folders) into ``out`` with the real coffea Runner; the manifest."""
+    from hepmpm.skim import SkimRequest, run_skim
+
+    manifest, _ = run_skim(
+        SkimRequest(inputs=inputs, out=out, **request_fields), show_progress=False
+    )
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def skim_dir(sim_sample, tmp_path_factory) -> Path:
+    """The ``sim_sample`` skimmed (iterative executor, part17): a folder with manifest.json."""
+    out = tmp_path_factory.mktemp("skim")
+    make_skim([sim_sample], out)
+    return out
+
+
+def rewrite_events(source: Path, target: Path, edit) -> None:
+    """Copy a generated NanoAOD file, letting ``edit(branches)`` change its jagged branches.
+
+    ``branches`` maps branch names (``PFCands_pt``, ...) to awkward arrays; collections are
+    re-zipped on writing so the copy keeps NanoAOD's ``nX`` counters.
+    """
+    import awkward as ak
+    import uproot
+
+    tree = uproot.open(source)["Events"]
+    branches = {b.name: b.array() for b in tree.branches if not b.name.startswith("n")}
+    edit(branches)
+    collections: dict[str, dict] = {}
+    columns = {}
+    for name, array in branches.items():
+        if "_" in name:
+            prefix, field = name.split("_", 1)
+            collections.setdefault(prefix, {})[field] = array
+        else:
+            columns[name] = array
+    columns.update({prefix: ak.zip(fields) for prefix, fields in collections.items()})
+    with uproot.recreate(target) as file:
+        file.mktree("Events", {k: v.type for k, v in columns.items()})
+        file["Events"].extend(columns)

@@ -9,7 +9,6 @@ the written jets are stored. Readable with coffea's ``NanoEventsFactory`` + ``PF
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -18,45 +17,7 @@ import uproot
 
 from hepmpm.atomic import atomic_path
 from hepmpm.generate.detector import Candidates
-
-
-@dataclass(frozen=True)
-class Naming:
-    """Collection and branch names of one NanoAOD flavour."""
-
-    candidates: str
-    link: str
-    candidate_index: str
-    candidate_fields: tuple[str, ...]
-
-
-NAMINGS: dict[str, Naming] = {
-    "pfnano": Naming(
-        candidates="PFCands",
-        link="FatJetPFCands",
-        candidate_index="pFCandsIdx",
-        candidate_fields=(
-            "pt",
-            "eta",
-            "phi",
-            "mass",
-            "charge",
-            "pdgId",
-            "d0",
-            "d0Err",
-            "dz",
-            "dzErr",
-            "puppiWeight",
-        ),
-    ),
-    # Central NanoAOD v15: Puppi-weighted pt/mass (weight 1 here), no impact parameters.
-    "nanoaod-v15": Naming(
-        candidates="PFCand",
-        link="FatJetPFCand",
-        candidate_index="pfCandIdx",
-        candidate_fields=("pt", "eta", "phi", "mass", "pdgId"),
-    ),
-}
+from hepmpm.nanoaod import NAMINGS
 
 
 def _candidate_columns(candidates: Candidates, index: np.ndarray) -> dict[str, np.ndarray]:

@@ -29,12 +29,13 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
 from hepmpm.generate.detector import Detector
 from hepmpm.generate.jets import cluster_jets, softdrop_mass
-from hepmpm.generate.nanoaod import NAMINGS, NanoAODBuilder
+from hepmpm.generate.nanoaod import NanoAODBuilder
 from hepmpm.generate.preset import GeneratorPreset
 from hepmpm.generate.processes import PROCESSES
 from hepmpm.generate.pythia_events import MAX_PYTHIA_SEED, ChargeTable, PythiaGenerator
 from hepmpm.generate.selection import select_jets
 from hepmpm.jetclass import CLASS_INDEX
+from hepmpm.nanoaod import NAMINGS
 
 #: Events per ``Pythia.nextBatch`` call. Part of the settings: the detector's random numbers are
 #: drawn per batch, so changing it changes the sample.

@@ -1,0 +1,204 @@
+"""``hepmpm skim``: run :class:`~hepmpm.processors.ConstituentSkim` over a fileset.
+
+The shards of a run are written to a staging folder and moved into ``OUT/shards`` only when
+every chunk succeeded, and ``OUT/manifest.json`` is written last: a failed or interrupted run
+leaves no shard and no manifest behind. A folder already holding a complete skim with the
+same settings is kept as it is (the step is skipped); one made with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hepmpm import __version__
+from hepmpm.atomic import write_json_atomic
+from hepmpm.data.manifest import MANIFEST_FORMAT, MANIFEST_NAME
+from hepmpm.data.statistics import feature_statistics
+from hepmpm.errors import HepmpmError
+from hepmpm.features import IMPACT_PARAMETER_INPUTS, get_feature_set
+from hepmpm.processors.constituent_skim import ConstituentSkim
+from hepmpm.processors.jet_selection import JetSelection
+from hepmpm.processors.running import build_fileset, make_runner
+
+SHARDS_DIR = "shards"
+
+
+@dataclass(frozen=True)
+class SkimRequest:
+    """What to skim and how; momenta in GeV."""
+
+    inputs: Sequence[str | Path]
+    out: Path
+    feature_set: str = "part17"
+    selection: JetSelection = field(default_factory=JetSelection)
+    executor: str = "iterative"
+    workers: int = 1
+    chunksize: int = 100_000
+    scheduler: str | None = None
+    domain: str | None = None
+    require_impact_parameters: bool = False
+
+    def settings(self, fileset: dict[str, Any]) -> dict[str, Any]:
+        """Everything that determines the shards' content (not how the work is spread)."""
+        return {
+            "feature_set": self.feature_set,
+            "selection": self.selection.model_dump(),
+            "chunksize": self.chunksize,
+            "require_impact_parameters": self.require_impact_parameters,
+            "fileset": fileset,
+        }
+
+
+def _settings_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _existing_manifest(out: Path, settings_hash: str) -> dict[str, Any] | None:
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("settings_hash") != settings_hash:
+        raise HepmpmError(
+            f"{out} already holds a skim made with other settings (inputs, feature set or "
+            "selection); choose another --out or delete that folder"
+        )
+    return manifest
+
+
+def _find_user_error(err: BaseException) -> HepmpmError | None:
+    """The :class:`HepmpmError` behind an exception coffea wrapped (chained, or by message)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, HepmpmError):
+            return err
+        seen.add(id(err))
+        # Process-pool executors re-raise a copy without __cause__; the message keeps our repr.
+        text = str(err)
+        if "HepmpmError(" in text:
+            inner = text.split("HepmpmError(", 1)[1].rsplit(")", 1)[0].strip("'\"")
+            return HepmpmError(inner.replace("\\'", "'"))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _missing_inputs_record(missing: dict[str, set[str]]) -> dict[str, Any]:
+    """Which inputs were absent, in which files, and what replaced them (never a silent zero)."""
+    record = {}
+    impact = sorted(f for f, names in missing.items() if names & set(IMPACT_PARAMETER_INPUTS))
+    if impact:
+        record["impact_parameters"] = {
+            "replaced_by": "zeros (as for neutral particles)",
+            "features": ["d0", "d0Err", "dz", "dzErr"],
+            "files": impact,
+        }
+    charge = sorted(f for f, names in missing.items() if "charge" in names)
+    if charge:
+        record["charge"] = {"replaced_by": "derived from pdgId (exact)", "files": charge}
+    return record
+
+
+def _build_manifest(
+    request: SkimRequest, settings: dict[str, Any], output: dict[str, Any], shards_root: Path
+) -> dict[str, Any]:
+    feature_set = get_feature_set(request.feature_set)
+    chunks = sorted(output["chunks"], key=lambda c: (c["dataset"], c["file"], c["entrystart"]))
+    shards = [
+        {
+            "path": c["shard"],
+            "dataset": c["dataset"],
+            "domain": c["domain"],
+            "jets": c["jets"],
+            "source": {k: c[k] for k in ("file", "entrystart", "entrystop")},
+        }
+        for c in chunks
+        if c["jets"]
+    ]
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "hepmpm_version": __version__,
+        "feature_set": feature_set.name,
+        "features": list(feature_set.names),
+        "feature_descriptions": {f.name: f.description for f in feature_set.features},
+        "settings_hash": _settings_hash(settings),
+        "settings": settings,
+        "datasets": {
+            name: {
+                "domain": spec["metadata"].get("domain", "unknown"),
+                "files": spec["files"],
+                "jets": sum(s["jets"] for s in shards if s["dataset"] == name),
+            }
+            for name, spec in settings["fileset"].items()
+        },
+        "shards": shards,
+        "sources": [
+            {k: c[k] for k in ("dataset", "file", "entrystart", "entrystop", "jets")}
+            for c in chunks
+        ],
+        "counts": output["counts"],
+        "missing_inputs": _missing_inputs_record(output["missing_inputs"]),
+        "statistics": feature_statistics([shards_root / s["path"] for s in shards], feature_set),
+    }
+
+
+def _remove_stale_shards(folder: Path) -> None:
+    """Remove shards a failed older run left in ``folder``, refusing if it holds anything else."""
+    if not folder.exists():
+        return
+    foreign = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    if foreign:
+        raise HepmpmError(
+            f"{folder} holds files that are not shards (e.g. {foreign[0]}); move them"
+        )
+    shutil.rmtree(folder)
+
+
+def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str, Any], dict]:
+    """Skim ``request.inputs`` into ``request.out``; returns (manifest, histograms).
+
+    The histograms (``hist.Hist`` of jet pT, mass and multiplicity per dataset) are empty when
+    an existing complete skim was kept.
+    """
+    get_feature_set(request.feature_set)
+    fileset = build_fileset(request.inputs, request.domain)
+    settings = request.settings(fileset)
+    out = Path(request.out)
+    existing = _existing_manifest(out, _settings_hash(settings))
+    if existing is not None:
+        return existing, {}
+
+    staging = out / f".staging-{_settings_hash(settings)}"
+    shutil.rmtree(staging, ignore_errors=True)
+    skim = ConstituentSkim(
+        staging,
+        feature_set=request.feature_set,
+        selection=request.selection,
+        require_impact_parameters=request.require_impact_parameters,
+    )
+    try:
+        with make_runner(
+            request.executor, request.workers, request.chunksize, request.scheduler, show_progress
+        ) as runner:
+            output = runner(fileset, processor_instance=skim)
+        if not any(c["jets"] for c in output["chunks"]):
+            counts = json.dumps(output["counts"])
+            raise HepmpmError(f"no jet passed the selection; nothing written (counts: {counts})")
+        manifest = _build_manifest(request, settings, output, staging)
+        _remove_stale_shards(out / SHARDS_DIR)
+        (staging / SHARDS_DIR).replace(out / SHARDS_DIR)
+        write_json_atomic(out / MANIFEST_NAME, manifest)
+    except Exception as err:
+        user_error = _find_user_error(err)
+        if user_error is not None and user_error is not err:
+            raise user_error from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest, output["hists"]

@@ -1,0 +1,181 @@
+"""Filesets and coffea ``Runner`` set-up shared by ``hepmpm skim`` and ``hepmpm tag``.
+
+Inputs are ROOT files, folders of ROOT files, or coffea fileset JSON files
+(``{dataset: {"files": [...], "metadata": {"domain": "data", ...}}}``). A folder written by
+``hepmpm generate`` carries its preset name as the domain (``sim``/``data``). Executors:
+``iterative`` (one process), ``futures`` (a local process pool) and ``dask`` (a local
+``distributed`` cluster, or a remote scheduler given by address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uproot
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
+
+from hepmpm.errors import HepmpmError
+
+EXECUTORS = ("iterative", "futures", "dask")
+TREE_NAME = "Events"
+
+
+def _generated_domain(folder: Path) -> str | None:
+    """The preset name recorded by ``hepmpm generate`` in ``folder/generation.json``, if any."""
+    record = folder / "generation.json"
+    if not record.is_file():
+        return None
+    with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+        return str(json.loads(record.read_text())["settings"]["preset"]["name"])
+    return None
+
+
+def _check_root_file(path: Path) -> None:
+    """A clear error for a missing, truncated or non-ROOT file, or one without an Events tree."""
+    if not path.is_file():
+        raise HepmpmError(f"input file {path} does not exist")
+    try:
+        with uproot.open(path) as file:
+            if TREE_NAME not in file:
+                keys = ", ".join(file.keys()) or "no keys"
+                raise HepmpmError(f"{path}: no {TREE_NAME!r} tree; the file has {keys}")
+            file[TREE_NAME].num_entries  # noqa: B018 - reads the TTree header
+    except HepmpmError:
+        raise
+    except Exception as err:  # uproot raises many kinds for a damaged file
+        raise HepmpmError(
+            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: {err})"
+        ) from None
+
+
+def build_fileset(inputs: Sequence[str | Path], domain: str | None = None) -> dict[str, Any]:
+    """A coffea fileset from ROOT files, folders of them and fileset JSON files.
+
+    A plain file's dataset is its folder's name; its domain is ``domain`` if given, else the
+    preset name of a ``hepmpm generate`` folder, else ``unknown``. Every local file is opened
+    once here, so a damaged file fails before any work starts, naming the file.
+    """
+    fileset: dict[str, dict[str, Any]] = {}
+
+    def add(dataset: str, files: list[str], metadata: dict[str, Any]) -> None:
+        entry = fileset.setdefault(
+            dataset, {"files": [], "treename": TREE_NAME, "metadata": metadata}
+        )
+        if entry["metadata"] != metadata:
+            raise HepmpmError(f"dataset {dataset!r} given twice with different metadata")
+        entry["files"].extend(f for f in files if f not in entry["files"])
+
+    for item in map(Path, inputs):
+        if item.suffix == ".json":
+            for dataset, spec in _read_fileset_json(item).items():
+                metadata = dict(spec.get("metadata") or {})
+                if domain is not None:
+                    metadata["domain"] = domain
+                add(dataset, [str(f) for f in spec["files"]], metadata)
+        elif item.is_dir():
+            files = sorted(str(p.resolve()) for p in item.glob("*.root"))
+            if not files:
+                raise HepmpmError(f"folder {item} holds no .root files")
+            add(item.resolve().name, files, {"domain": domain or _generated_domain(item) or "unknown"})
+        else:
+            folder = item.parent
+            add(
+                folder.name or "default",
+                [str(item)],
+                {"domain": domain or _generated_domain(folder) or "unknown"},
+            )
+    if not fileset:
+        raise HepmpmError("no input files given")
+    for spec in fileset.values():
+        for name in spec["files"]:
+            if "://" not in name:  # remote files (root://, https://) are checked by the run
+                _check_root_file(Path(name))
+    return fileset
+
+
+def _read_fileset_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise HepmpmError(f"cannot read fileset {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise HepmpmError(f"fileset {path} must map dataset names to {{'files': [...]}}")
+    fileset = {}
+    for dataset, spec in data.items():
+        if isinstance(spec, list):
+            spec = {"files": spec}
+        if not isinstance(spec, dict) or "files" not in spec:
+            raise HepmpmError(f"fileset {path}: dataset {dataset!r} needs a 'files' list")
+        files = spec["files"]
+        files = list(files) if isinstance(files, (list, dict)) else [files]
+        # Relative paths are relative to the fileset file, as one would expect of a config.
+        spec = {
+            **spec,
+            "files": [
+                f if "://" in f or Path(f).is_absolute() else str(path.parent / f) for f in files
+            ],
+        }
+        fileset[dataset] = spec
+    return fileset
+
+
+@contextlib.contextmanager
+def make_runner(
+    executor: str,
+    workers: int = 1,
+    chunksize: int = 100_000,
+    scheduler: str | None = None,
+    show_progress: bool = True,
+) -> Iterator[processor.Runner]:
+    """A coffea ``Runner`` on the named executor; a local Dask cluster lives as long as the block.
+
+    ``scheduler`` (``tcp://host:port``) connects to an existing Dask cluster instead.
+    """
+    if executor not in EXECUTORS:
+        raise HepmpmError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if scheduler and executor != "dask":
+        raise HepmpmError("--scheduler needs --executor dask")
+    with contextlib.ExitStack() as stack:
+        if executor == "iterative":
+            run_executor = processor.IterativeExecutor(status=show_progress)
+        elif executor == "futures":
+            run_executor = processor.FuturesExecutor(workers=workers, status=show_progress)
+        else:
+            run_executor = processor.DaskExecutor(
+                client=stack.enter_context(_dask_client(workers, scheduler)),
+                status=show_progress,
+            )
+        # coffea warns once per missing cross-reference (e.g. FatJet_nConstituents in PFNano):
+        # expected for these files, and noise for the user.
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings(
+            "ignore", message="Missing cross-reference index", category=RuntimeWarning
+        )
+        yield processor.Runner(
+            executor=run_executor, schema=NanoAODSchema, chunksize=chunksize, savemetrics=False
+        )
+
+
+@contextlib.contextmanager
+def _dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise HepmpmError("the dask executor needs `pip install 'hepmpm[dask]'`") from None
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
