@@ -26,14 +26,14 @@ EXECUTORS = ("iterative", "futures", "dask")
 TREE_NAME = "Events"
 
 
-def _generated_domain(folder: Path) -> str | None:
-    """The preset name recorded by ``hepmpm generate`` in ``folder/generation.json``, if any."""
+def _generated_domain(folder: Path) -> str:
+    """The preset name recorded by ``hepmpm generate`` in ``folder/generation.json``, else
+    ``unknown``."""
     record = folder / "generation.json"
-    if not record.is_file():
-        return None
-    with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
-        return str(json.loads(record.read_text())["settings"]["preset"]["name"])
-    return None
+    if record.is_file():
+        with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+            return str(json.loads(record.read_text())["settings"]["preset"]["name"])
+    return "unknown"
 
 
 def _check_root_file(path: Path) -> None:
@@ -82,7 +82,7 @@ def build_fileset(inputs: Sequence[str | Path], domain: str | None = None) -> di
             files = sorted(str(p.resolve()) for p in item.glob("*.root"))
             if not files:
                 raise HepmpmError(f"folder {item} holds no .root files")
-            add(item.resolve().name, files, {"domain": domain or _generated_domain(item) or "unknown"})
+            add(item.resolve().name, files, {"domain": domain or _generated_domain(item)})
         else:
             folder = item.parent
             add(
