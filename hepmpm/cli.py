@@ -159,6 +159,49 @@ def _run_skim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pretrain(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "pretrain",
+        help="masked particle pre-training of a backbone on a skim folder (Lightning)",
+        description=(
+            "Pre-train a set-transformer backbone by masking particles and predicting them "
+            "(tokens of a fitted tokenizer, features, particle ids). Writes checkpoints, logs "
+            "and backbone.pt/backbone.json for fine-tuning."
+        ),
+    )
+    parser.add_argument(
+        "--config", required=True, help="YAML file, or a packaged name: tiny, small, base"
+    )
+    parser.add_argument("--data", type=Path, required=True, help="skim folder (hepmpm skim)")
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer folder (hepmpm tokenizer)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set trainer.max_steps=200",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from hepmpm.training.pretrain import run_pretrain
+
+    metrics = run_pretrain(
+        args.config,
+        args.data,
+        args.out,
+        tokenizer_dir=args.tokenizer,
+        overrides=args.overrides,
+        resume=args.resume,
+        show_progress=not args.no_progress,
+    )
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
+    print(f"pre-trained {metrics['steps']} steps: {summary}")
+    print(f"backbone: {args.out / 'backbone.pt'} (+ backbone.json); logs: {args.out / 'logs'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepmpm",
@@ -169,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     _add_generate(commands)
     _add_skim(commands)
+    _add_pretrain(commands)
     return parser
 
 

@@ -40,6 +40,22 @@ def test_processors_and_export_are_subpackages(tmp_path):
         assert probe.stdout.strip() == "None"
 
 
+def test_every_package_folder_is_declared_in_pyproject():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    declared = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    on_disk = set()
+    for top, name in (("hepmpm", "hepmpm"), ("processors", "hepmpm.processors"),
+                      ("export", "hepmpm.export"), ("configs", "hepmpm.configs")):  # fmt: skip
+        for init in (root / top).rglob("__init__.py"):
+            parts = init.parent.relative_to(root / top).parts
+            on_disk.add(".".join((name, *parts)))
+    assert on_disk <= declared, f"add to pyproject packages: {sorted(on_disk - declared)}"
+
+
 def test_presets_are_packaged():
     from hepmpm.config import packaged_config_path
 

@@ -1,0 +1,194 @@
+"""Masked particle modelling: which particles to mask, what to predict, and the two model modes.
+
+- ``v1`` (MPMv1): masked particles' embeddings are replaced by a learned mask token; the heads
+  read the backbone's outputs at the masked positions.
+- ``v2`` (MPMv2, MAE-like): masked particles are dropped from the encoder (excluded by the
+  key mask); a small transformer decoder gets the visible encoder outputs plus a null token at
+  each masked position and predicts the masked particles.
+
+The backbone sees no positions. Mask and null tokens carry the particle's pT rank (particles
+are pT-ordered in the shards) through a sinusoidal code, so that masked slots are
+distinguishable, which the task needs; ``mask_position: none`` turns this off.
+
+Targets (several at once, each with a weight): ``vqvae`` / ``kmeans`` (token id of a fitted
+tokenizer, cross-entropy), ``regression`` (the normalised continuous features, MSE) and ``id``
+(the 8-class particle type, cross-entropy). Losses count masked particles only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from hepmpm.config import StrictModel
+from hepmpm.features import PARTICLE_ID_CLASSES, FeatureSet
+from hepmpm.models.backbone import Backbone, BackboneConfig, TransformerEncoder
+
+TOKEN_TARGETS = ("vqvae", "kmeans")
+TARGETS = (*TOKEN_TARGETS, "regression", "id")
+
+
+class DecoderConfig(StrictModel):
+    """The v2 decoder: a small transformer over visible outputs + null tokens."""
+
+    dim: int = Field(64, ge=8)
+    depth: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+
+
+class MPMConfig(StrictModel):
+    """Masking mode, fraction and targets (name → loss weight)."""
+
+    mode: Literal["v1", "v2"] = "v1"
+    mask_fraction: float = Field(0.4, gt=0, lt=1, description="fraction of each jet's particles")
+    targets: dict[str, float] = Field(default_factory=lambda: {"vqvae": 1.0})
+    mask_position: Literal["rank", "none"] = "rank"
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+
+    def model_post_init(self, _context: object) -> None:
+        unknown = sorted(set(self.targets) - set(TARGETS))
+        if unknown or not self.targets:
+            raise ValueError(f"targets must be among {', '.join(TARGETS)}; got {unknown or 'none'}")
+        if sum(t in TOKEN_TARGETS for t in self.targets) > 1:
+            raise ValueError("use one token target (vqvae or kmeans): there is one tokenizer")
+
+
+def choose_masked(
+    mask: torch.Tensor, fraction: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Masked particles [B, P] bool: ``round(fraction * n)`` of each jet's ``n`` real particles,
+    at least one, and at most ``n - 1`` so that something stays visible (for ``n > 1``)."""
+    n = mask.sum(1)
+    k = torch.clamp(torch.round(fraction * n), min=1)
+    k = torch.minimum(k, torch.clamp(n - 1, min=1))
+    scores = torch.rand(mask.shape, generator=generator, device=mask.device)
+    scores = scores.masked_fill(~mask, 2.0)  # padded particles sort last
+    rank = scores.argsort(1).argsort(1)
+    return (rank < k[:, None]) & mask
+
+
+def rank_code(n_positions: int, dim: int, device: torch.device) -> torch.Tensor:
+    """Sinusoidal code of positions 0..n-1 [n, dim] (the pT rank of a masked particle)."""
+    position = torch.arange(n_positions, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device) * (-math.log(1e4) / dim))
+    code = torch.zeros(n_positions, dim, device=device)
+    code[:, 0::2] = torch.sin(position * frequency)
+    code[:, 1::2] = torch.cos(position * frequency)[:, : dim // 2]
+    return code
+
+
+def particle_class(raw: torch.Tensor, feature_set: FeatureSet) -> torch.Tensor:
+    """The 8-class particle type [B, P] (:data:`PARTICLE_ID_CLASSES`) from raw features."""
+    names = feature_set.names
+    if "id" in names:
+        return raw[..., names.index("id")].round().long()
+    f = {n: raw[..., names.index(n)] for n in names}
+    positive = (f["part_charge"] > 0).long()
+    return torch.where(
+        f["part_isElectron"] > 0.5, 4 + positive,
+        torch.where(f["part_isMuon"] > 0.5, 6 + positive,
+        torch.where(f["part_isChargedHadron"] > 0.5, 1 + 2 * positive,
+        torch.where(f["part_isPhoton"] > 0.5, 0, 2))),
+    )  # fmt: skip
+
+
+class MaskedParticleModel(nn.Module):
+    """Backbone + masking + prediction heads; ``forward`` returns per-target logits/predictions
+    at the masked positions ([M, ·] with M masked particles in the batch)."""
+
+    def __init__(
+        self,
+        feature_set: FeatureSet,
+        backbone: BackboneConfig,
+        config: MPMConfig,
+        n_tokens: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.feature_set = feature_set
+        self.backbone = Backbone(feature_set, backbone)
+        dim = backbone.dim
+        self.mask_token = nn.Parameter(torch.randn(dim) * 0.02)
+        head_dim = dim
+        if config.mode == "v2":
+            decoder = config.decoder
+            head_dim = decoder.dim
+            self.to_decoder = nn.Linear(dim, decoder.dim)
+            self.null_token = nn.Parameter(torch.randn(decoder.dim) * 0.02)
+            self.decoder = TransformerEncoder(
+                BackboneConfig(dim=decoder.dim, depth=decoder.depth, heads=decoder.heads)
+            )
+        outputs = {
+            "regression": self.backbone.embed.normalise.n_continuous,
+            "id": len(PARTICLE_ID_CLASSES),
+        }
+        self.heads = nn.ModuleDict()
+        for target in config.targets:
+            if target in TOKEN_TARGETS:
+                if not n_tokens:
+                    raise ValueError(f"target {target!r} needs a tokenizer (its number of tokens)")
+                outputs[target] = n_tokens
+            self.heads[target] = nn.Linear(head_dim, outputs[target])
+
+    def _position_code(self, mask: torch.Tensor, dim: int) -> torch.Tensor:
+        if self.config.mask_position == "none":
+            return torch.zeros(1, 1, dim, device=mask.device)
+        return rank_code(mask.shape[1], dim, mask.device)[None]
+
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        tokens = self.backbone.embed(features)  # [B, P, D]
+        if self.config.mode == "v1":
+            fill = self.mask_token + self._position_code(mask, tokens.shape[-1])
+            tokens = torch.where(masked[..., None], fill.to(tokens.dtype), tokens)
+            outputs, _ = self.backbone.encode_embedded(tokens, mask)
+        else:
+            visible = mask & ~masked
+            encoded, registers = self.backbone.encode_embedded(tokens, visible)
+            x = self.to_decoder(torch.cat([registers, encoded], dim=1))
+            fill = self.null_token + self._position_code(mask, x.shape[-1])
+            n_registers = registers.shape[1]
+            particles = torch.where(masked[..., None], fill.to(x.dtype), x[:, n_registers:])
+            x = torch.cat([x[:, :n_registers], particles], dim=1)
+            register_mask = torch.ones(
+                mask.shape[0], n_registers, dtype=torch.bool, device=mask.device
+            )
+            outputs = self.decoder(x, torch.cat([register_mask, visible | masked], dim=1))
+            outputs = outputs[:, n_registers:]
+        at_masked = outputs[masked]  # [M, D]
+        return {target: head(at_masked) for target, head in self.heads.items()}
+
+    def targets(
+        self, features: torch.Tensor, masked: torch.Tensor, tokens: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """What each head should predict at the masked positions ([M] ids or [M, F] values)."""
+        out = {}
+        for target in self.config.targets:
+            if target in TOKEN_TARGETS:
+                out[target] = tokens[masked]
+            elif target == "regression":
+                continuous, _ = self.backbone.embed.normalise(features)
+                out[target] = continuous[masked]
+            else:
+                out[target] = particle_class(features, self.feature_set)[masked]
+        return out
+
+
+def mpm_losses(
+    predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Loss per target (cross-entropy for ids/tokens, MSE for regression)."""
+    return {
+        name: (
+            F.mse_loss(prediction.float(), targets[name])
+            if name == "regression"
+            else F.cross_entropy(prediction.float(), targets[name])
+        )
+        for name, prediction in predictions.items()
+    }

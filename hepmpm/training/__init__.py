@@ -1,0 +1,1 @@
+"""Lightning training: the data module, schedules, and the pre-training module and driver."""

@@ -1,0 +1,69 @@
+"""``JetDataModule``: train/val/test :class:`~hepmpm.data.loader.JetDataset` s of a skim folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from pydantic import Field
+
+from hepmpm.config import StrictModel
+from hepmpm.data.index import JetIndex
+from hepmpm.data.loader import JetDataset, make_dataloader
+from hepmpm.data.manifest import load_manifest
+
+
+class DataConfig(StrictModel):
+    """How jets are read: batch size, particle slots, workers, which domains."""
+
+    batch_size: int = Field(128, ge=1)
+    pad_to: int | None = Field(None, ge=1, description="fixed particle slots (None: longest jet)")
+    num_workers: int = Field(0, ge=0)
+    shuffle_buffer: int = Field(8192, ge=1)
+    domains: list[str] | None = Field(None, description="use only these domains (e.g. [data])")
+    cache: bool = Field(True, description="keep read jets in memory (small skims, many epochs)")
+
+
+class JetDataModule(L.LightningDataModule):
+    """Shuffled training batches (a new order every epoch) and fixed validation/test batches."""
+
+    def __init__(
+        self, skim: Path, config: DataConfig, seed: int = 0, labels: list[int] | None = None
+    ):
+        super().__init__()
+        self.skim = Path(skim)
+        self.config = config
+        self.seed = seed
+        self.labels = labels
+        self.manifest = load_manifest(self.skim)
+        self.feature_set = self.manifest.feature_set
+        self.index = JetIndex.from_skim(self.manifest)
+
+    def _dataset(self, split: str, shuffle: bool) -> JetDataset:
+        c = self.config
+        return JetDataset(
+            self.index,
+            split,
+            c.batch_size,
+            pad_to=c.pad_to,
+            labels=self.labels,
+            domains=c.domains,
+            shuffle=shuffle,
+            shuffle_buffer=c.shuffle_buffer,
+            seed=self.seed,
+            drop_last=shuffle,
+            cache=c.cache,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = self._dataset("train", shuffle=True)
+        self.val_set = self._dataset("val", shuffle=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train_set.set_epoch(epoch)
+
+    def train_dataloader(self):  # noqa: ANN201 - a torch DataLoader
+        return make_dataloader(self.train_set, num_workers=self.config.num_workers)
+
+    def val_dataloader(self):  # noqa: ANN201
+        return make_dataloader(self.val_set, num_workers=self.config.num_workers)

@@ -1,0 +1,306 @@
+"""Masked particle pre-training with Lightning: the module, its config, and ``run_pretrain``.
+
+Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV,
+and TensorBoard when installed), ``config.yaml`` (the resolved config), and at the end
+``backbone.pt`` (the backbone's ``state_dict``, loadable with ``torch.load(weights_only=True)``)
+with ``backbone.json`` (feature set, backbone config, metrics) for fine-tuning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from pydantic import Field
+
+from hepmpm import __version__
+from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.config import StrictModel, load_config, packaged_config_path
+from hepmpm.errors import HepmpmError
+from hepmpm.features import FeatureSet, get_feature_set
+from hepmpm.models.backbone import BackboneConfig, count_parameters
+from hepmpm.models.mpm import (
+    TOKEN_TARGETS,
+    MaskedParticleModel,
+    MPMConfig,
+    choose_masked,
+    mpm_losses,
+)
+from hepmpm.training.datamodule import DataConfig, JetDataModule
+from hepmpm.training.schedule import OptimizerConfig, lr_factor
+
+
+class TrainerConfig(StrictModel):
+    """Steps, validation cadence, devices and precision."""
+
+    max_steps: int = Field(2000, ge=1)
+    val_every_steps: int = Field(200, ge=1)
+    val_batches: int = Field(20, ge=1, description="validation batches per check")
+    seed: int = Field(0, ge=0)
+    accelerator: str = Field("auto", description="auto, cpu, gpu")
+    devices: int | str = Field(1, description="number of devices, or 'auto'")
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field("auto", description="auto (DDP when devices > 1), ddp, ...")
+    precision: str = Field("auto", description="auto: bf16-mixed on CUDA, else 32-true")
+    log_every_steps: int = Field(10, ge=1)
+
+
+class PretrainConfig(StrictModel):
+    """Everything ``hepmpm pretrain`` needs besides the data and the tokenizer."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    mpm: MPMConfig = Field(default_factory=MPMConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+
+def resolve_config_path(name_or_path: str | Path, folder: str) -> Path:
+    """A config file path, or the name of a packaged one (``small`` → configs/FOLDER/small.yaml)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    packaged = packaged_config_path(folder, f"{name_or_path}.yaml")
+    if not packaged.is_file():
+        raise HepmpmError(f"no config file {name_or_path!r} and no packaged config of that name")
+    return packaged
+
+
+class MPMModule(L.LightningModule):
+    """Lightning wrapper of :class:`MaskedParticleModel`, with a frozen tokenizer for tokens."""
+
+    def __init__(
+        self,
+        feature_set: str,
+        config: dict[str, Any],
+        n_tokens: int | None = None,
+        tokenizer: torch.nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["tokenizer"])
+        self.config = PretrainConfig.model_validate(config)
+        self.model = MaskedParticleModel(
+            get_feature_set(feature_set), self.config.backbone, self.config.mpm, n_tokens
+        )
+        self.tokenizer = tokenizer
+        if tokenizer is not None:
+            tokenizer.requires_grad_(False)
+        self._val: dict[str, torch.Tensor] = {}
+
+    def _step(self, batch: Any, generator: torch.Generator | None = None):
+        features, mask = batch.features, batch.mask
+        masked = choose_masked(mask, self.config.mpm.mask_fraction, generator)
+        tokens = None
+        if self.tokenizer is not None:
+            self.tokenizer.eval()
+            with torch.no_grad():
+                tokens = self.tokenizer.tokenize(features, mask)
+        predictions = self.model(features, mask, masked)
+        targets = self.model.targets(features, masked, tokens)
+        losses = mpm_losses(predictions, targets)
+        weights = self.config.mpm.targets
+        loss = sum(weights[name] * value for name, value in losses.items())
+        return loss, losses, predictions, targets
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, losses, _, _ = self._step(batch)
+        size = batch.features.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name, value in losses.items():
+            self.log(f"train/loss_{name}", value, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            datamodule.set_epoch(self.current_epoch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {}
+
+    def _accumulate(self, key: str, value: torch.Tensor) -> None:
+        self._val[key] = self._val.get(key, 0) + value.detach().double()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        # The same particles are masked at every validation: a fixed generator per batch.
+        generator = torch.Generator(device=batch.mask.device).manual_seed(batch_idx)
+        loss, losses, predictions, targets = self._step(batch, generator)
+        n_masked = torch.tensor(float(batch.mask.shape[0]), device=loss.device)
+        self._accumulate("jets", n_masked)
+        self._accumulate("loss", loss * n_masked)
+        for name, value in losses.items():
+            self._accumulate(f"loss_{name}", value * n_masked)
+        for name, logits in predictions.items():
+            if name == "regression":
+                continue
+            target = targets[name]
+            top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+            self._accumulate(f"correct_{name}", (top5[:, 0] == target).sum())
+            self._accumulate(f"top5_{name}", (top5 == target[:, None]).any(-1).sum())
+            self._accumulate(f"count_{name}", torch.bincount(target, minlength=logits.shape[-1]))
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._val
+        if not values:
+            return
+        jets = values["jets"]
+        self.log("val/loss", (values["loss"] / jets).float(), prog_bar=True, sync_dist=True)
+        for key in [k for k in values if k.startswith("loss_")]:
+            self.log(f"val/{key}", (values[key] / jets).float(), sync_dist=True)
+        for key in [k for k in values if k.startswith("count_")]:
+            name = key.removeprefix("count_")
+            counts = values[key]
+            total = counts.sum()
+            self.log(f"val/acc_{name}", (values[f"correct_{name}"] / total).float(), sync_dist=True)
+            self.log(f"val/top5_{name}", (values[f"top5_{name}"] / total).float(), sync_dist=True)
+            # What always guessing the most frequent token/class would score.
+            self.log(f"val/baseline_{name}", (counts.max() / total).float(), sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        c = self.config.optimizer
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in trainable if p.ndim >= 2 and "embed.categorical" not in n]
+        no_decay = [p for n, p in trainable if not (p.ndim >= 2 and "embed.categorical" not in n)]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": c.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=c.lr,
+            betas=c.betas,
+        )
+        total = self.config.trainer.max_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, c))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def _load_tokenizer_for(
+    config: PretrainConfig, tokenizer_dir: Path | None, feature_set: FeatureSet
+):
+    token_targets = [t for t in config.mpm.targets if t in TOKEN_TARGETS]
+    if not token_targets:
+        return None
+    if tokenizer_dir is None:
+        raise HepmpmError(f"target {token_targets[0]!r} needs --tokenizer DIR (hepmpm tokenizer)")
+    from hepmpm.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir, feature_set)
+    if tokenizer.kind != token_targets[0]:
+        raise HepmpmError(
+            f"target {token_targets[0]!r} needs a {token_targets[0]} tokenizer; "
+            f"{tokenizer_dir} holds a {tokenizer.kind} tokenizer"
+        )
+    return tokenizer
+
+
+def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
+    """The checkpoint to resume from; clear errors for a folder of another run or model."""
+    last = out / "checkpoints" / "last.ckpt"
+    saved = out / "run.json"
+    if not last.is_file():
+        return None
+    if not resume:
+        raise HepmpmError(
+            f"{out} already holds a pre-training run; add --resume or choose another --out"
+        )
+    previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    for key in ("feature_set", "backbone", "mpm", "n_tokens"):
+        if previous.get(key) != record[key]:
+            raise HepmpmError(
+                f"cannot resume {last}: it was trained with {key} = {previous.get(key)}, "
+                f"this run has {record[key]}"
+            )
+    return last
+
+
+def _precision(config: TrainerConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    cuda = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if cuda else "32-true"
+
+
+def run_pretrain(
+    config_path: str | Path,
+    data: Path,
+    out: Path,
+    tokenizer_dir: Path | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Pre-train a backbone on the skim folder ``data``; returns the final metrics."""
+    config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
+    feature_set = datamodule.feature_set
+    tokenizer = _load_tokenizer_for(config, tokenizer_dir, feature_set)
+    n_tokens = tokenizer.n_tokens if tokenizer is not None else None
+    out = Path(out)
+    record = {
+        "feature_set": feature_set.name,
+        "features": list(feature_set.names),
+        "backbone": config.backbone.model_dump(),
+        "mpm": config.mpm.model_dump(),
+        "n_tokens": n_tokens,
+    }
+    ckpt_path = _check_resumable(out, record, resume)
+    module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
+    t = config.trainer
+    trainer = L.Trainer(
+        max_steps=t.max_steps,
+        val_check_interval=t.val_every_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.val_batches,
+        num_sanity_val_steps=0,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=_precision(t),
+        gradient_clip_val=config.optimizer.grad_clip,
+        log_every_n_steps=t.log_every_steps,
+        enable_progress_bar=show_progress,
+        enable_model_summary=False,
+        logger=CSVLogger(out, name="logs"),  # a resumed run logs to the next version_N
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
+            ),
+            LearningRateMonitor(logging_interval="step"),
+        ],
+    )
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run.json", {**record, "hepmpm_version": __version__})
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        with atomic_path(out / "backbone.pt") as tmp:
+            torch.save(module.model.backbone.state_dict(), tmp)
+        write_json_atomic(
+            out / "backbone.json",
+            {
+                **record,
+                "hepmpm_version": __version__,
+                "parameters": count_parameters(module.model.backbone),
+                "steps": trainer.global_step,
+                "skim": {
+                    "path": str(data),
+                    "settings_hash": datamodule.manifest.raw["settings_hash"],
+                },
+                "metrics": metrics,
+            },
+        )
+    return {"steps": trainer.global_step, **metrics}

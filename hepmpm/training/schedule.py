@@ -1,0 +1,35 @@
+"""Learning-rate schedules: linear warm-up, then cosine or linear decay to ``min_lr_ratio``."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from hepmpm.config import StrictModel
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW with warm-up and decay; gradients clipped to ``grad_clip`` (norm)."""
+
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0)
+
+
+def lr_factor(step: int, total_steps: int, config: OptimizerConfig) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    decay = (
+        0.5 * (1 + math.cos(math.pi * progress)) if config.schedule == "cosine" else 1 - progress
+    )
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * decay
