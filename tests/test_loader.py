@@ -492,5 +492,7 @@ def test_bad_options_are_refused(skim_dir):
         JetDataset(skim_dir, rank=1)
     with pytest.raises(HepmpmError, match=r"rank must be in \[0, 2\)"):
         JetDataset(skim_dir, rank=2, world_size=2)
+    with pytest.raises(HepmpmError, match="only 20 jets: no batch would be yielded"):
+        JetDataset(skim_dir, batch_size=32, limit=20, drop_last=True)
     with pytest.raises(HepmpmError, match=r"no manifest\.json"):
         JetDataset(skim_dir / "shards")

@@ -196,7 +196,7 @@ class JetIndex:
             mask &= self.split_code == SPLITS.index(split)
         label_list = None
         if labels is not None:
-            label_list = sorted({int(v) for v in labels})
+            label_list = sorted({int(v) for v in ([labels] if np.isscalar(labels) else labels)})
             present = np.unique(self.labels)
             unknown = sorted(set(label_list) - set(present.tolist()))
             if unknown:
@@ -260,16 +260,16 @@ class JetIndex:
                 f"balanced=True needs labelled jets, but {where} has jets of unknown class "
                 f"(label {UNKNOWN_LABEL}); choose labels=[...] or a labelled domain"
             )
+        detail = ", ".join(f"class {c}: {a}" for c, a in zip(classes, available, strict=True))
         if limit is None:
             quota = np.full(len(classes), available.min())
             if quota[0] == 0:
-                raise HepmpmError(f"balanced: a class has no jets in {where}")
+                raise HepmpmError(f"balanced: a class has no jets in {where} ({detail})")
         else:
             quota = np.full(len(classes), int(limit) // len(classes))
             quota[: int(limit) % len(classes)] += 1
         short = quota > available
         if short.any():
-            detail = ", ".join(f"class {c}: {a}" for c, a in zip(classes, available, strict=True))
             raise HepmpmError(
                 f"asked for {limit} jets balanced over {len(classes)} classes "
                 f"({quota.max()} per class), but {where} has fewer for class(es) "

@@ -151,6 +151,11 @@ class JetDataset(IterableDataset):
         self._group_number = index.row_groups.number[groups]
         self._group_rows = index.row_groups.rows[groups]
         self._group_of = np.repeat(np.arange(len(groups)), self._group_count)
+        if self.drop_last and self.n_jets < self.batch_size:
+            raise HepmpmError(
+                f"drop_last=True with batch_size {self.batch_size}, but {selection.description} "
+                f"has only {self.n_jets} jets: no batch would be yielded"
+            )
 
     # ------------------------------------------------------------------ sizes and epochs
 
