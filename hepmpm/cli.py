@@ -202,6 +202,42 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tokenizer(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "tokenizer",
+        help="fit a particle tokenizer (VQ-VAE or k-means) on a skim folder",
+        description=(
+            "Fit the tokenizer a config describes (kind: vqvae or kmeans) on the train split of "
+            "a skim folder, report its metrics on the val split, and write it to --out "
+            "(tokenizer.json + weights.pt; nothing appears there until it is complete)."
+        ),
+    )
+    parser.add_argument(
+        "--config", default="vqvae",
+        help="packaged config (vqvae, kmeans, tiny, tiny_kmeans) or a YAML path (default: vqvae)",
+    )  # fmt: skip
+    parser.add_argument("--data", type=Path, required=True, help="skim folder (manifest.json)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set trainer.max_steps=1000",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_run_tokenizer)
+
+
+def _run_tokenizer(args: argparse.Namespace) -> int:
+    from hepmpm.tokenizers.config import load_tokenizer_config
+
+    config = load_tokenizer_config(args.config, args.overrides)  # config errors before Lightning
+    from hepmpm.tokenizers.train import run_tokenizer, summary_lines
+
+    run = run_tokenizer(config, args.data, args.out, show_progress=not args.no_progress)
+    if run.written:
+        print("\n".join(summary_lines(run)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepmpm",
@@ -212,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     _add_generate(commands)
     _add_skim(commands)
+    _add_tokenizer(commands)
     _add_pretrain(commands)
     return parser
 

@@ -15,7 +15,7 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
 def feature_statistics(
-    shards: Sequence[Path], feature_set: FeatureSet, max_sample: int = 1_000_000
+    shards: Sequence[Path], feature_set: FeatureSet, max_sample: int = 200_000
 ) -> dict[str, dict[str, float | int | dict[str, float]]]:
     """Statistics of every feature over all particles of ``shards``.
 

@@ -1,0 +1,198 @@
+"""A tokenizer on disk: ``weights.pt`` (a plain state_dict) + ``tokenizer.json`` (what it is).
+
+``tokenizer.json`` records the kind, the model config (enough to rebuild the module), the
+feature set (name, ordered features, each feature's normalisation), ``n_tokens``, the hepmpm
+version, and what the caller adds (``extra``): the skim it was fitted on (path and the
+manifest's ``settings_hash``), its metrics, the training config. ``weights.pt`` loads with
+``torch.load(..., weights_only=True)``. ``tokenizer.json`` is written last, so a folder without
+it is not a tokenizer; a new folder is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hepmpm import __version__
+from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.config import parse_config
+from hepmpm.errors import HepmpmError
+from hepmpm.features import FeatureSet, get_feature_set
+from hepmpm.tokenizers.base import Tokenizer
+from hepmpm.tokenizers.kmeans import KMeansTokenizer
+from hepmpm.tokenizers.vqvae import VQVAETokenizer
+
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "weights.pt"
+TOKENIZER_FORMAT = "hepmpm-tokenizer"
+
+#: Tokenizer classes by ``kind``.
+TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
+    cls.kind: cls for cls in (VQVAETokenizer, KMeansTokenizer)
+}
+
+_CORE_KEYS = ("format", "version", "kind", "n_tokens", "config", "feature_set", "hepmpm_version")
+
+
+def feature_set_record(feature_set: FeatureSet) -> dict[str, Any]:
+    """The feature set as JSON: name, ordered feature names, each feature's normalisation."""
+    return {
+        "name": feature_set.name,
+        "features": list(feature_set.names),
+        "normalisation": {
+            f.name: {
+                "function": f.transform.function,
+                "pre": f.transform.pre,
+                "sub": f.transform.sub,
+                "mul": f.transform.mul,
+                "lower": f.transform.lower,
+                "upper": f.transform.upper,
+                "categories": f.categories,
+            }
+            for f in feature_set.features
+        },
+    }
+
+
+def save_tokenizer(
+    tokenizer: Tokenizer, directory: Path, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``tokenizer`` to ``directory`` (``weights.pt`` then ``tokenizer.json``).
+
+    ``extra`` adds keys to ``tokenizer.json`` (conventionally ``skim``: ``{"path",
+    "settings_hash"}``, ``metrics``, ``training``); it cannot replace the core keys. A directory
+    that does not exist yet appears complete or not at all; into an existing one each file is
+    replaced atomically, ``tokenizer.json`` last.
+    """
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(_CORE_KEYS))
+    if clash:
+        raise ValueError(f"extra cannot replace the tokenizer's own keys {clash}")
+    record = {
+        "format": TOKENIZER_FORMAT,
+        "version": 1,
+        "kind": tokenizer.kind,
+        "n_tokens": tokenizer.n_tokens,
+        "config": tokenizer.config.model_dump(mode="json"),
+        "feature_set": feature_set_record(tokenizer.feature_set),
+        "hepmpm_version": __version__,
+        "weights": WEIGHTS_FILE,
+        "skim": None,
+        "metrics": {},
+        **extra,
+    }
+    state = {name: t.detach().cpu().clone() for name, t in tokenizer.state_dict().items()}
+    directory = Path(directory)
+    if directory.exists():
+        _write(directory, state, record)
+        return
+    staging = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        _write(staging, state, record)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(directory: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
+    write_json_atomic(directory / TOKENIZER_FILE, record)
+
+
+def read_tokenizer_record(directory: Path) -> dict[str, Any]:
+    """The parsed ``tokenizer.json`` of ``directory``; a clear error if it is not a tokenizer."""
+    directory = Path(directory)
+    path = directory / TOKENIZER_FILE
+    if not path.is_file():
+        raise HepmpmError(
+            f"{directory} is not a tokenizer folder: no {TOKENIZER_FILE} (make one with "
+            "`hepmpm tokenizer --config vqvae --data SKIM --out DIR`; "
+            "an interrupted run writes none)"
+        )
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HepmpmError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != TOKENIZER_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise HepmpmError(f"{path}: format is {found!r}, expected {TOKENIZER_FORMAT!r}")
+    missing = [k for k in (*_CORE_KEYS, "weights") if k not in record]
+    if missing:
+        raise HepmpmError(f"{path}: missing key(s) {missing}")
+    if record["kind"] not in TOKENIZER_KINDS:
+        raise HepmpmError(
+            f"{path}: key 'kind' is {record['kind']!r}, expected one of {list(TOKENIZER_KINDS)}"
+        )
+    return record
+
+
+def _feature_set_difference(recorded: dict[str, Any], actual: dict[str, Any]) -> str | None:
+    """What differs between two :func:`feature_set_record` s (``None``: nothing)."""
+    if recorded["features"] != actual["features"]:
+        return f"features {recorded['features']} vs {actual['features']}"
+    for name in recorded["features"]:
+        if recorded["normalisation"].get(name) != actual["normalisation"].get(name):
+            return (
+                f"normalisation of {name!r}: {recorded['normalisation'].get(name)} vs "
+                f"{actual['normalisation'].get(name)}"
+            )
+    return None
+
+
+def load_tokenizer(directory: Path, feature_set: FeatureSet | None = None) -> Tokenizer:
+    """Load the tokenizer saved in ``directory``, in evaluation mode on the CPU.
+
+    With ``feature_set`` (that of the data it will tokenize), its name, feature order and
+    normalisation must be those the tokenizer was fitted on; so must this hepmpm version's
+    definition of the recorded feature set.
+    """
+    directory = Path(directory)
+    record = read_tokenizer_record(directory)
+    recorded = record["feature_set"]
+    where = f"tokenizer {directory}"
+    if feature_set is not None and feature_set.name != recorded["name"]:
+        raise HepmpmError(
+            f"{where} was fitted on feature set {recorded['name']!r}, the data is "
+            f"{feature_set.name!r}; fit a tokenizer on a {feature_set.name} skim"
+        )
+    known = get_feature_set(recorded["name"])
+    difference = _feature_set_difference(recorded, feature_set_record(known))
+    if difference:
+        raise HepmpmError(
+            f"{where} was fitted on feature set {recorded['name']!r} as defined then, which "
+            f"differs from this hepmpm version's: {difference}"
+        )
+    if feature_set is not None:
+        difference = _feature_set_difference(recorded, feature_set_record(feature_set))
+        if difference:
+            raise HepmpmError(
+                f"{where} was fitted on feature set {recorded['name']!r}, the data's "
+                f"{feature_set.name!r} differs: {difference}"
+            )
+    cls = TOKENIZER_KINDS[record["kind"]]
+    config = parse_config(cls.config_class, record["config"], f"{directory / TOKENIZER_FILE}")
+    tokenizer = cls(known, config)
+    weights = directory / record["weights"]
+    if not weights.is_file():
+        raise HepmpmError(f"{where}: weights file {weights} is missing")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise HepmpmError(f"{weights}: cannot read the weights ({err})") from None
+    try:
+        tokenizer.load_state_dict(state)
+    except RuntimeError as err:
+        raise HepmpmError(f"{weights} does not fit {directory / TOKENIZER_FILE}: {err}") from None
+    if tokenizer.n_tokens != record["n_tokens"]:
+        raise HepmpmError(
+            f"{where}: n_tokens is {record['n_tokens']} but its config gives {tokenizer.n_tokens}"
+        )
+    return tokenizer.eval()
