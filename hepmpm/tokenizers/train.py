@@ -44,7 +44,6 @@ from hepmpm.tokenizers.config import (
     KMeansTrainingConfig,
     OptimiserConfig,
     TokenizerRunConfig,
-    TrainerConfig,
     VQVAETrainingConfig,
 )
 from hepmpm.tokenizers.kmeans import (
@@ -55,6 +54,7 @@ from hepmpm.tokenizers.kmeans import (
 )
 from hepmpm.tokenizers.store import TOKENIZER_FILE, save_tokenizer
 from hepmpm.tokenizers.vqvae import VQVAETokenizer
+from hepmpm.training.devices import resolve_precision, uses_cuda
 
 RUN_FILE = "run.json"
 LOSS_NAMES = ("loss", "reconstruction", "id", "commitment")
@@ -206,18 +206,6 @@ class _ShuffleEachEpoch(Callback):
         self.dataset.set_epoch(trainer.current_epoch)
 
 
-def _uses_cuda(trainer: TrainerConfig) -> bool:
-    if trainer.accelerator in ("gpu", "cuda"):
-        return True
-    return trainer.accelerator == "auto" and torch.cuda.is_available()
-
-
-def _precision(trainer: TrainerConfig) -> str:
-    if trainer.precision != "auto":
-        return trainer.precision
-    return "bf16-mixed" if _uses_cuda(trainer) else "32-true"
-
-
 def _datasets(
     index: JetIndex, data: DataConfig, batch_size: int, seed: int
 ) -> tuple[JetDataset, JetDataset]:
@@ -257,17 +245,6 @@ def _train_vqvae(
     resume: bool,
     show_progress: bool,
 ) -> tuple[VQVAETokenizer, dict[str, Any], bool]:
-    with _torch_threads(config.trainer.cpu_threads):
-        return _train_vqvae_in(config, manifest, staging, resume, show_progress)
-
-
-def _train_vqvae_in(
-    config: VQVAETrainingConfig,
-    manifest: SkimManifest,
-    staging: Path,
-    resume: bool,
-    show_progress: bool,
-) -> tuple[VQVAETokenizer, dict[str, Any], bool]:
     t = config.trainer
     index = JetIndex.from_skim(manifest)
     train, val = _datasets(index, config.data, t.batch_size, t.seed)
@@ -275,7 +252,7 @@ def _train_vqvae_in(
     train_loader = make_dataloader(train, workers)
     val_loader = make_dataloader(val, workers)
 
-    device = "cuda" if _uses_cuda(t) else "cpu"  # of the evaluations outside Lightning
+    device = "cuda" if uses_cuda(t.accelerator) else "cpu"  # of the evaluations outside Lightning
     L.seed_everything(t.seed, workers=True, verbose=False)
     tokenizer = VQVAETokenizer(manifest.feature_set, config.model)
     run_record = json.loads((staging / RUN_FILE).read_text())
@@ -297,7 +274,7 @@ def _train_vqvae_in(
         max_epochs=-1,
         accelerator=t.accelerator,
         devices=t.devices,
-        precision=_precision(t),
+        precision=resolve_precision(t.accelerator, t.precision),
         logger=CSVLogger(staging, name="logs", version=""),
         callbacks=[checkpoints, _ShuffleEachEpoch(train), LearningRateMonitor("step")],
         val_check_interval=t.val_every,
@@ -429,9 +406,10 @@ def run_tokenizer(
         write_json_atomic(staging / RUN_FILE, {"run_hash": run_hash})
 
     if isinstance(config, VQVAETrainingConfig):
-        tokenizer, metrics, is_writer = _train_vqvae(
-            config, manifest, staging, resumed, show_progress
-        )
+        with _torch_threads(config.trainer.cpu_threads):
+            tokenizer, metrics, is_writer = _train_vqvae(
+                config, manifest, staging, resumed, show_progress
+            )
         if not is_writer:
             return TokenizerRun(out, tokenizer, metrics, resumed, written=False)
     else:

@@ -33,6 +33,7 @@ from hepmpm.models.mpm import (
     mpm_losses,
 )
 from hepmpm.training.datamodule import DataConfig, JetDataModule
+from hepmpm.training.devices import resolve_precision
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
 
 
@@ -222,13 +223,6 @@ def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | 
     return last
 
 
-def _precision(config: TrainerConfig) -> str:
-    if config.precision != "auto":
-        return config.precision
-    cuda = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if cuda else "32-true"
-
-
 def run_pretrain(
     config_path: str | Path,
     data: Path,
@@ -266,7 +260,7 @@ def run_pretrain(
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=_precision(t),
+        precision=resolve_precision(t.accelerator, t.precision),
         gradient_clip_val=config.optimizer.grad_clip,
         log_every_n_steps=t.log_every_steps,
         enable_progress_bar=show_progress,

@@ -1,0 +1,19 @@
+"""Device and precision choices shared by every Lightning run (tokenizer, pre-training)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def uses_cuda(accelerator: str) -> bool:
+    """Whether a run with this ``accelerator`` (auto, cpu, gpu, cuda) trains on CUDA."""
+    if accelerator in ("gpu", "cuda"):
+        return True
+    return accelerator == "auto" and torch.cuda.is_available()
+
+
+def resolve_precision(accelerator: str, precision: str) -> str:
+    """``auto``: bf16 autocast on CUDA, full float32 elsewhere; anything else as given."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if uses_cuda(accelerator) else "32-true"
