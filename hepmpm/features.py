@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import vector
@@ -291,3 +292,71 @@ def compute_features(
     kinematics = ParticleKinematics(particles, jets, np.asarray(counts))
     columns = [np.asarray(f.compute(kinematics), dtype=np.float32) for f in feature_set.features]
     return np.stack(columns, axis=1)
+
+
+def feature_set_record(feature_set: FeatureSet) -> dict[str, Any]:
+    """The feature set as JSON: name, ordered feature names, each feature's normalisation.
+
+    Saved beside every tokenizer, backbone and tagger, so that loading one with other data (or
+    after the definition changed) is an error instead of silently wrong inputs.
+    """
+    return {
+        "name": feature_set.name,
+        "features": list(feature_set.names),
+        "normalisation": {
+            f.name: {
+                "function": f.transform.function,
+                "pre": f.transform.pre,
+                "sub": f.transform.sub,
+                "mul": f.transform.mul,
+                "lower": f.transform.lower,
+                "upper": f.transform.upper,
+                "categories": f.categories,
+            }
+            for f in feature_set.features
+        },
+    }
+
+
+def feature_set_difference(recorded: dict[str, Any], actual: dict[str, Any]) -> str | None:
+    """What differs between two :func:`feature_set_record` s (``None``: nothing)."""
+    if recorded["features"] != actual["features"]:
+        return f"features {recorded['features']} vs {actual['features']}"
+    for name in recorded["features"]:
+        if recorded["normalisation"].get(name) != actual["normalisation"].get(name):
+            return (
+                f"normalisation of {name!r}: {recorded['normalisation'].get(name)} vs "
+                f"{actual['normalisation'].get(name)}"
+            )
+    return None
+
+
+def check_recorded_feature_set(
+    recorded: dict[str, Any], what: str, feature_set: FeatureSet | None = None
+) -> FeatureSet:
+    """The feature set a saved model ``recorded`` (a :func:`feature_set_record`), checked.
+
+    It must match this hepmpm version's definition of that name and, when given, the
+    ``feature_set`` of the data it is about to see. ``what`` starts the error message, e.g.
+    ``"tokenizer DIR was fitted on"``.
+    """
+    if feature_set is not None and feature_set.name != recorded["name"]:
+        raise HepmpmError(
+            f"{what} feature set {recorded['name']!r}, the data is {feature_set.name!r}; "
+            f"use one made from a {feature_set.name} skim"
+        )
+    known = get_feature_set(recorded["name"])
+    difference = feature_set_difference(recorded, feature_set_record(known))
+    if difference:
+        raise HepmpmError(
+            f"{what} feature set {recorded['name']!r} as defined then, which differs from this "
+            f"hepmpm version's: {difference}"
+        )
+    if feature_set is not None:
+        difference = feature_set_difference(recorded, feature_set_record(feature_set))
+        if difference:
+            raise HepmpmError(
+                f"{what} feature set {recorded['name']!r}; the data's {feature_set.name!r} "
+                f"differs: {difference}"
+            )
+    return known

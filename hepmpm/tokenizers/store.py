@@ -16,16 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hepmpm import __version__
-from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.atomic import write_json_atomic
 from hepmpm.config import parse_config
 from hepmpm.errors import HepmpmError
-from hepmpm.features import FeatureSet, get_feature_set
+from hepmpm.features import FeatureSet, check_recorded_feature_set, feature_set_record
 from hepmpm.tokenizers.base import Tokenizer
 from hepmpm.tokenizers.kmeans import KMeansTokenizer
 from hepmpm.tokenizers.vqvae import VQVAETokenizer
+from hepmpm.weights import load_weights, save_weights
 
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "weights.pt"
@@ -37,26 +36,6 @@ TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
 }
 
 _CORE_KEYS = ("format", "version", "kind", "n_tokens", "config", "feature_set", "hepmpm_version")
-
-
-def feature_set_record(feature_set: FeatureSet) -> dict[str, Any]:
-    """The feature set as JSON: name, ordered feature names, each feature's normalisation."""
-    return {
-        "name": feature_set.name,
-        "features": list(feature_set.names),
-        "normalisation": {
-            f.name: {
-                "function": f.transform.function,
-                "pre": f.transform.pre,
-                "sub": f.transform.sub,
-                "mul": f.transform.mul,
-                "lower": f.transform.lower,
-                "upper": f.transform.upper,
-                "categories": f.categories,
-            }
-            for f in feature_set.features
-        },
-    }
 
 
 def save_tokenizer(
@@ -86,24 +65,22 @@ def save_tokenizer(
         "metrics": {},
         **extra,
     }
-    state = {name: t.detach().cpu().clone() for name, t in tokenizer.state_dict().items()}
     directory = Path(directory)
     if directory.exists():
-        _write(directory, state, record)
+        _write(directory, tokenizer, record)
         return
     staging = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        _write(staging, state, record)
+        _write(staging, tokenizer, record)
         staging.rename(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write(directory: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
+def _write(directory: Path, tokenizer: Tokenizer, record: dict[str, Any]) -> None:
+    save_weights(tokenizer, directory / WEIGHTS_FILE)
     write_json_atomic(directory / TOKENIZER_FILE, record)
 
 
@@ -134,19 +111,6 @@ def read_tokenizer_record(directory: Path) -> dict[str, Any]:
     return record
 
 
-def _feature_set_difference(recorded: dict[str, Any], actual: dict[str, Any]) -> str | None:
-    """What differs between two :func:`feature_set_record` s (``None``: nothing)."""
-    if recorded["features"] != actual["features"]:
-        return f"features {recorded['features']} vs {actual['features']}"
-    for name in recorded["features"]:
-        if recorded["normalisation"].get(name) != actual["normalisation"].get(name):
-            return (
-                f"normalisation of {name!r}: {recorded['normalisation'].get(name)} vs "
-                f"{actual['normalisation'].get(name)}"
-            )
-    return None
-
-
 def load_tokenizer(directory: Path, feature_set: FeatureSet | None = None) -> Tokenizer:
     """Load the tokenizer saved in ``directory``, in evaluation mode on the CPU.
 
@@ -156,41 +120,14 @@ def load_tokenizer(directory: Path, feature_set: FeatureSet | None = None) -> To
     """
     directory = Path(directory)
     record = read_tokenizer_record(directory)
-    recorded = record["feature_set"]
+    known = check_recorded_feature_set(
+        record["feature_set"], f"tokenizer {directory} was fitted on", feature_set
+    )
     where = f"tokenizer {directory}"
-    if feature_set is not None and feature_set.name != recorded["name"]:
-        raise HepmpmError(
-            f"{where} was fitted on feature set {recorded['name']!r}, the data is "
-            f"{feature_set.name!r}; fit a tokenizer on a {feature_set.name} skim"
-        )
-    known = get_feature_set(recorded["name"])
-    difference = _feature_set_difference(recorded, feature_set_record(known))
-    if difference:
-        raise HepmpmError(
-            f"{where} was fitted on feature set {recorded['name']!r} as defined then, which "
-            f"differs from this hepmpm version's: {difference}"
-        )
-    if feature_set is not None:
-        difference = _feature_set_difference(recorded, feature_set_record(feature_set))
-        if difference:
-            raise HepmpmError(
-                f"{where} was fitted on feature set {recorded['name']!r}, the data's "
-                f"{feature_set.name!r} differs: {difference}"
-            )
     cls = TOKENIZER_KINDS[record["kind"]]
     config = parse_config(cls.config_class, record["config"], f"{directory / TOKENIZER_FILE}")
     tokenizer = cls(known, config)
-    weights = directory / record["weights"]
-    if not weights.is_file():
-        raise HepmpmError(f"{where}: weights file {weights} is missing")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise HepmpmError(f"{weights}: cannot read the weights ({err})") from None
-    try:
-        tokenizer.load_state_dict(state)
-    except RuntimeError as err:
-        raise HepmpmError(f"{weights} does not fit {directory / TOKENIZER_FILE}: {err}") from None
+    load_weights(tokenizer, directory / record["weights"], directory / TOKENIZER_FILE)
     if tokenizer.n_tokens != record["n_tokens"]:
         raise HepmpmError(
             f"{where}: n_tokens is {record['n_tokens']} but its config gives {tokenizer.n_tokens}"

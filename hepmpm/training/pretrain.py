@@ -2,8 +2,9 @@
 
 Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV,
 and TensorBoard when installed), ``config.yaml`` (the resolved config), and at the end
-``backbone.pt`` (the backbone's ``state_dict``, loadable with ``torch.load(weights_only=True)``)
-with ``backbone.json`` (feature set, backbone config, metrics) for fine-tuning.
+``backbone.pt`` + ``backbone.json`` (:func:`hepmpm.models.store.save_backbone`: weights that
+load with ``torch.load(weights_only=True)``, the feature set, backbone config, metrics) for
+fine-tuning.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from hepmpm.models.mpm import (
     choose_masked,
     mpm_losses,
 )
+from hepmpm.models.store import save_backbone
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import resolve_precision
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
@@ -281,13 +283,12 @@ def run_pretrain(
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
-        with atomic_path(out / "backbone.pt") as tmp:
-            torch.save(module.model.backbone.state_dict(), tmp)
-        write_json_atomic(
-            out / "backbone.json",
-            {
-                **record,
-                "hepmpm_version": __version__,
+        save_backbone(
+            module.model.backbone,
+            out,
+            extra={
+                "mpm": record["mpm"],
+                "n_tokens": n_tokens,
                 "parameters": count_parameters(module.model.backbone),
                 "steps": trainer.global_step,
                 "skim": {
