@@ -1,0 +1,164 @@
+"""``OnnxTagger``: an exported hepmpm tagger as a ``coffea.ml_tools`` wrapper.
+
+It subclasses :class:`coffea.ml_tools.helper.numpy_call_wrapper`, so one object tags jets given
+as numpy arrays, awkward arrays (eager coffea) and dask-awkward arrays (coffea's dask mode, via
+``map_partitions``). The onnxruntime session is created lazily, on first use, in the process
+that uses it, and is never pickled (coffea's ``nonserializable_attribute``): the wrapper travels
+to Dask and process-pool workers as a path plus metadata. CUDA is used when the onnxruntime
+build and the machine have it, else the CPU.
+
+Inputs, awkward: the jets' particles ``[N, var, F]`` float (the **raw** features in the model's
+order, as :func:`hepmpm.features.compute_features` makes them), or a record array
+``[N, var, {feature: value}]`` whose field names are the model's feature names (any order). Jets
+are padded to ``max_particles`` slots (longer jets keep their first ones: the skim sorts
+particles by pT), and each batch is trimmed to its longest jet before the model runs.
+Output: probabilities ``[N, C]`` float32 in the order of :attr:`OnnxTagger.class_names`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea.ml_tools.helper import nonserializable_attribute, numpy_call_wrapper
+from hepmpm.export.metadata import ModelInfo, check_features, read_model_info
+from hepmpm.export.runtime import make_session, run_probs
+
+from hepmpm.errors import HepmpmError
+from hepmpm.features import FeatureSet, get_feature_set
+
+#: Jets per onnxruntime call: bounds the memory of [B, P, D] activations for large chunks.
+DEFAULT_BATCH_SIZE = 2048
+
+
+class OnnxTagger(numpy_call_wrapper, nonserializable_attribute):
+    """Tag jets with the hepmpm ONNX model ``model_path`` (either layout).
+
+    Parameters
+    ----------
+    model_path:
+        A file written by ``hepmpm export``; its metadata is read (and checked) here.
+    feature_set:
+        The feature set the caller's inputs are made of (name or :class:`FeatureSet`); a model
+        exported for another set or order is a clear error naming both. ``None``: the model's.
+    max_particles:
+        Particle slots jets are padded/truncated to (default: the model's ``max_particles``).
+    threads:
+        onnxruntime intra-op threads (``None``: all cores).
+    providers:
+        onnxruntime execution providers (default: CUDA if available, then CPU).
+    batch_size:
+        Jets per onnxruntime call.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        feature_set: str | FeatureSet | None = None,
+        max_particles: int | None = None,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        numpy_call_wrapper.__init__(self)
+        nonserializable_attribute.__init__(self, ["session"])
+        self.model_path = str(Path(model_path).resolve())
+        self.info: ModelInfo = read_model_info(Path(self.model_path))
+        if isinstance(feature_set, str):
+            feature_set = get_feature_set(feature_set)
+        check_features(self.info, self.model_path, feature_set)
+        self.max_particles = int(max_particles or self.info.max_particles)
+        self.threads = threads
+        self.providers = list(providers) if providers else None
+        self.batch_size = int(batch_size)
+
+    def _create_session(self) -> Any:
+        return make_session(Path(self.model_path), self.threads, self.providers)
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        """The model's feature set (looked up by name: feature sets hold functions, which plain
+        pickle cannot send to workers)."""
+        return get_feature_set(self.info.feature_set)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.info.class_names
+
+    # -- numpy -------------------------------------------------------------------------------
+
+    def validate_numpy_input(self, pf_features: Any, pf_mask: np.ndarray) -> None:
+        """``pf_features`` [N, P, F] (or F columns [N, P]) and ``pf_mask`` [N, P]."""
+        n_features = len(pf_features) if isinstance(pf_features, list) else pf_features.shape[-1]
+        if n_features != self.feature_set.n_features:
+            raise HepmpmError(
+                f"{self.model_path} expects {self.feature_set.n_features} features "
+                f"({', '.join(self.info.features)}), got {n_features}"
+            )
+        shape = pf_features[0].shape if isinstance(pf_features, list) else pf_features.shape[:2]
+        if tuple(shape) != tuple(np.shape(pf_mask)):
+            raise HepmpmError(
+                f"pf_mask has shape {np.shape(pf_mask)}, the features {tuple(shape)} (N, P)"
+            )
+
+    def numpy_call(self, pf_features: Any, pf_mask: np.ndarray) -> np.ndarray:
+        """Probabilities [N, C] float32 of jets: features [N, P, F] raw (or a list of F columns
+        [N, P]), mask [N, P] (1/True = particle, padded slots last)."""
+        mask = np.asarray(pf_mask, dtype=np.float32)
+        features = np.stack(pf_features, axis=-1) if isinstance(pf_features, list) else pf_features
+        n_jets = len(mask)
+        if n_jets == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        width = max(int(mask.sum(axis=1).max()), 1)  # this batch's longest jet
+        features, mask = features[:, :width], mask[:, :width]
+        return np.concatenate(
+            [
+                run_probs(
+                    self.session,
+                    features[start : start + self.batch_size],
+                    mask[start : start + self.batch_size],
+                    self.info.layout,
+                )
+                for start in range(0, n_jets, self.batch_size)
+            ]
+        )
+
+    # -- awkward / dask-awkward --------------------------------------------------------------
+
+    def prepare_awkward(self, particles: Any) -> tuple[tuple, dict]:
+        """Jagged particles [N, var, F] (or records with the feature names) → padded columns
+        [N, max_particles] per feature and the mask [N, max_particles]."""
+        lib = self.get_awkward_lib(particles)
+        if particles.fields:
+            missing = [name for name in self.info.features if name not in particles.fields]
+            if missing:
+                raise HepmpmError(
+                    f"{self.model_path} needs the features {', '.join(self.info.features)}; "
+                    f"the particles lack {', '.join(missing)} (they have "
+                    f"{', '.join(particles.fields)})"
+                )
+            columns = [particles[name] for name in self.info.features]
+        else:
+            columns = [particles[..., i] for i in range(self.feature_set.n_features)]
+
+        def pad(x: Any) -> Any:
+            padded = lib.pad_none(x, self.max_particles, axis=1, clip=True)
+            return lib.values_astype(lib.fill_none(padded, 0.0), np.float32)
+
+        mask = pad(lib.ones_like(columns[0]))
+        return ([pad(c) for c in columns], mask), {}
+
+    def postprocess_awkward(self, return_array: Any, *args: Any, **kwargs: Any) -> Any:
+        return return_array
+
+
+def scores_of(tagger: OnnxTagger, features: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Probabilities [n_jets, C] of jets whose particles lie jet after jet in ``features``
+    [n_particles, F] (``counts`` [n_jets] each), through the awkward path of ``tagger``."""
+    if len(counts) == 0:
+        return np.zeros((0, len(tagger.class_names)), dtype=np.float32)
+    particles = ak.unflatten(np.asarray(features, dtype=np.float32), np.asarray(counts))
+    return ak.to_numpy(tagger(particles))
