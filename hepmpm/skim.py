@@ -19,7 +19,6 @@ from typing import Any
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.data.manifest import MANIFEST_FORMAT, MANIFEST_NAME
-from hepmpm.data.statistics import feature_statistics
 from hepmpm.errors import HepmpmError
 from hepmpm.features import IMPACT_PARAMETER_INPUTS, get_feature_set
 from hepmpm.processors.constituent_skim import ConstituentSkim
@@ -105,7 +104,7 @@ def _missing_inputs_record(missing: dict[str, set[str]]) -> dict[str, Any]:
 
 
 def _build_manifest(
-    request: SkimRequest, settings: dict[str, Any], output: dict[str, Any], shards_root: Path
+    request: SkimRequest, settings: dict[str, Any], output: dict[str, Any]
 ) -> dict[str, Any]:
     feature_set = get_feature_set(request.feature_set)
     chunks = sorted(output["chunks"], key=lambda c: (c["dataset"], c["file"], c["entrystart"]))
@@ -144,7 +143,7 @@ def _build_manifest(
         ],
         "counts": output["counts"],
         "missing_inputs": _missing_inputs_record(output["missing_inputs"]),
-        "statistics": feature_statistics([shards_root / s["path"] for s in shards], feature_set),
+        "statistics": output["statistics"].summary(feature_set.names),
     }
 
 
@@ -190,7 +189,7 @@ def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str
         if not any(c["jets"] for c in output["chunks"]):
             counts = json.dumps(output["counts"])
             raise HepmpmError(f"no jet passed the selection; nothing written (counts: {counts})")
-        manifest = _build_manifest(request, settings, output, staging)
+        manifest = _build_manifest(request, settings, output)
         _remove_stale_shards(out / SHARDS_DIR)
         (staging / SHARDS_DIR).replace(out / SHARDS_DIR)
         write_json_atomic(out / MANIFEST_NAME, manifest)

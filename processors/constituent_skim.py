@@ -23,6 +23,8 @@ from hepmpm.processors.jet_selection import SKIP_REASONS, JetSelection, select_j
 
 from hepmpm import __version__
 from hepmpm.data.shards import JetRows, write_shard
+from hepmpm.data.split import jet_hash
+from hepmpm.data.statistics import FeatureStatistics, particle_keys
 from hepmpm.errors import HepmpmError
 from hepmpm.features import get_feature_set
 
@@ -100,15 +102,22 @@ class ConstituentSkim(processor.ProcessorABC):
 
         rows = len(selected)
         chunk = {"file": source, "entrystart": meta["entrystart"], "entrystop": meta["entrystop"]}
+        jet = selected.index
+        event_row = constituents.event_row[jet]
+        identity = {
+            "run": ak.to_numpy(events.run)[event_row],
+            "luminosityBlock": ak.to_numpy(events.luminosityBlock)[event_row],
+            "event": ak.to_numpy(events.event)[event_row],
+            "jet_index": constituents.jet_index[jet],
+        }
+        # Statistics of the features in hand, so the manifest never reads the shards back.
+        statistics = FeatureStatistics.from_particles(
+            selected.features, particle_keys(jet_hash(*identity.values()), selected.counts)
+        )
         if rows:
             name = shard_name(meta)
-            jet = selected.index
-            event_row = constituents.event_row[jet]
             columns = {
-                "run": ak.to_numpy(events.run)[event_row],
-                "luminosityBlock": ak.to_numpy(events.luminosityBlock)[event_row],
-                "event": ak.to_numpy(events.event)[event_row],
-                "jet_index": constituents.jet_index[jet],
+                **identity,
                 "dataset": np.full(rows, dataset, dtype=object),
                 "domain": np.full(rows, domain, dtype=object),
                 "label": constituents.label[jet],
@@ -142,6 +151,7 @@ class ConstituentSkim(processor.ProcessorABC):
             "counts": {dataset: counts},
             "hists": hists,
             "chunks": [chunk],
+            "statistics": statistics,
             "missing_inputs": {source: set(constituents.missing)} if constituents.missing else {},
         }
 

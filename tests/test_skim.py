@@ -16,6 +16,7 @@ from hepmpm.processors.jet_selection import JetSelection
 
 from hepmpm.cli import main
 from hepmpm.data.manifest import load_manifest
+from hepmpm.data.statistics import FeatureStatistics, particle_keys
 from hepmpm.errors import HepmpmError
 from hepmpm.features import PART17
 from hepmpm.jetclass import CLASS_NAMES
@@ -64,17 +65,45 @@ def test_generated_sample_skims_into_labelled_shards(skim_dir, sim_sample):
 
 def test_three_executors_write_identical_shards(sim_sample, tmp_path):
     files = sorted(sim_sample.glob("*.root"))[:3]
-    tables = {}
+    tables, statistics = {}, {}
     for executor in ("iterative", "futures", "dask"):
         out = tmp_path / executor
         manifest = make_skim(files, out, executor=executor, workers=2, chunksize=20)
         assert len(manifest["shards"]) >= 6  # several chunks per file
         tables[executor] = {s["path"]: pq.read_table(out / s["path"]) for s in manifest["shards"]}
+        statistics[executor] = manifest["statistics"]
     reference = tables["iterative"]
     for executor in ("futures", "dask"):
         assert tables[executor].keys() == reference.keys()
         for path, table in reference.items():
             assert tables[executor][path].equals(table), (executor, path)
+        # Chunks merge in another order, yet the statistics (quantiles too) are the same.
+        for name, stats in statistics["iterative"].items():
+            got = statistics[executor][name]
+            assert got["quantiles"] == stats["quantiles"], (executor, name)
+            assert got["mean"] == pytest.approx(stats["mean"], rel=1e-12, abs=1e-12)
+
+
+def test_feature_statistics_merge_in_any_order_and_sample_uniformly():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(5000, 3)).astype(np.float32)
+    keys = particle_keys(rng.integers(0, 2**63, size=1000, dtype=np.uint64), np.full(1000, 5))
+    parts = [
+        FeatureStatistics.from_particles(features[i : i + 700], keys[i : i + 700], capacity=1000)
+        for i in range(0, 5000, 700)
+    ]
+    forward = sum(parts[1:], parts[0]).summary("abc")
+    backward = sum(parts[-2::-1], parts[-1]).summary("abc")
+    for name in "abc":  # the sample is the same; float sums agree to rounding
+        assert forward[name]["quantiles"] == backward[name]["quantiles"]
+        assert forward[name]["std"] == pytest.approx(backward[name]["std"], rel=1e-12)
+    assert forward["a"]["count"] == 5000
+    assert forward["b"]["mean"] == pytest.approx(float(features[:, 1].astype(float).mean()))
+    assert forward["c"]["max"] == pytest.approx(float(features[:, 2].max()))
+    # The 1000-particle sample's median is close to the full one (a uniform sample).
+    median = float(np.median(features[:, 0]))
+    assert abs(forward["a"]["quantiles"]["0.5"] - median) < 0.1
+    assert len(set(keys.tolist())) == len(keys)  # distinct keys per particle
 
 
 @needs_cms
