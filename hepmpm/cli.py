@@ -238,6 +238,135 @@ def _run_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="export a fine-tuned tagger to ONNX (validated against torch)",
+        description=(
+            "Export FINETUNE_DIR (tagger.pt + tagger.json) to ONNX: the hepmpm layout "
+            "(pf_features [N, P, F] raw, pf_mask [N, P] -> probs, embedding) or the cmssw layout "
+            "(weaver names, [N, F, P], softmax, + preprocess.json). The file is checked with "
+            "onnx.checker and onnxruntime vs torch before it is kept."
+        ),
+    )
+    parser.add_argument("finetune_dir", type=Path, metavar="FINETUNE_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="output .onnx file")
+    parser.add_argument("--layout", choices=["hepmpm", "cmssw"], default="hepmpm")
+    parser.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (>= 17)")
+    parser.add_argument(
+        "--max-particles", type=_positive_int, default=128,
+        help="particle cap recorded for analyses and preprocess.json (default: 128)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quantize", choices=["int8", "fp16"], action="append", default=[],
+        help="also write MODEL.int8.onnx / MODEL.fp16.onnx and compare them (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", type=Path, metavar="SKIM", help="skim folder whose test split scores --quantize"
+    )
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from hepmpm.export import export_tagger, quantize_model
+
+    if args.data and not args.quantize:
+        raise HepmpmError("--data is used by --quantize; give --quantize int8 or fp16")
+    report = export_tagger(args.finetune_dir, args.out, args.layout, args.opset, args.max_particles)
+    info = report.info
+    print(
+        f"wrote {report.path} ({report.layout} layout, opset {report.opset}, feature set "
+        f"{info.feature_set}, {len(info.class_names)} classes); onnxruntime vs torch: "
+        f"max |Δprob| {report.worst:.2g} over {len(report.max_abs_diff)} (N, P) sizes"
+    )
+    if report.preprocess_json:
+        print(f"wrote {report.preprocess_json} (identity transforms: normalisation in the graph)")
+    for kind in args.quantize:
+        q = quantize_model(report.path, kind, data=args.data)
+        line = f"wrote {q.path}: max |Δprob| {q.max_abs_diff:.2g} vs float on {q.jets} {q.source}"
+        if q.accuracy_change is not None:
+            line += (
+                f"; accuracy {q.accuracy_float:.4f} -> {q.accuracy_quantized:.4f} "
+                f"({q.accuracy_change:+.4f})"
+            )
+        print(line)
+    return 0
+
+
+def _add_tag(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "tag",
+        help="tag NanoAOD FatJets with an exported model (coffea); histograms + parquet scores",
+        description=(
+            "Run the TaggerProcessor over ROOT files, folders or fileset JSON files: the skim's "
+            "jet selection and feature code, onnxruntime inference; writes OUT/hists.json (UHI "
+            "JSON), OUT/scores/<dataset>/*.parquet and OUT/summary.json."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", metavar="FILE_OR_FILESET")
+    parser.add_argument("--model", type=Path, required=True, help="ONNX file (hepmpm export)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--executor", choices=["iterative", "futures", "dask"], default="iterative")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="processes (futures, local dask)"
+    )
+    parser.add_argument("--chunksize", type=_positive_int, default=100_000, help="events/chunk")
+    parser.add_argument("--threads", type=_positive_int, help="onnxruntime threads per worker")
+    parser.add_argument("--min-pt", type=float, default=200.0, metavar="GEV", help="jet pT cut")
+    parser.add_argument("--max-eta", type=float, default=2.4, help="jet |eta| cut")
+    parser.add_argument("--min-constituents", type=_positive_int, default=2)
+    parser.add_argument(
+        "--max-particles", type=_positive_int, help="particle cap (default: the model's)"
+    )
+    parser.add_argument("--no-scores", action="store_true", help="histograms only, no parquet")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="remote Dask scheduler")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_run_tag)
+
+
+def _run_tag(args: argparse.Namespace) -> int:
+    from hepmpm.export import read_model_info
+    from hepmpm.processors.jet_selection import JetSelection
+    from hepmpm.tag import TagRequest, run_tag
+
+    info = read_model_info(args.model)
+    request = TagRequest(
+        model=args.model,
+        inputs=args.inputs,
+        out=args.out,
+        selection=JetSelection(
+            min_pt=args.min_pt,
+            max_eta=args.max_eta,
+            min_constituents=args.min_constituents,
+            max_particles=args.max_particles or info.max_particles,
+        ),
+        executor=args.executor,
+        workers=args.workers,
+        chunksize=args.chunksize,
+        scheduler=args.scheduler,
+        write_scores=not args.no_scores,
+        threads=args.threads,
+    )
+    summary, hists = run_tag(request, show_progress=not args.no_progress)
+    tagged = sum(c["jets_tagged"] for c in summary["counts"].values())
+    print(f"tagged {tagged} jets with {args.model} ({summary['feature_set']}); wrote {args.out}")
+    score = hists["score"]
+    for dataset, counts in summary["counts"].items():
+        means = []
+        for name in summary["class_names"]:
+            h = score[dataset, name, :]
+            total = h.values().sum()
+            mean = (h.values() * h.axes[0].centers).sum() / total if total else float("nan")
+            means.append(f"{name} {mean:.3f}")
+        print(
+            f"  {dataset}: {counts['events']} events, {counts['jets_seen']} jets seen, "
+            f"{counts['jets_tagged']} tagged; mean score: {', '.join(means)}"
+        )
+    for source, names in summary["missing_inputs"].items():
+        print(f"  note: {source} lacks {', '.join(names)} (zeros / derived, as in the skim)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepmpm",
@@ -250,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_skim(commands)
     _add_tokenizer(commands)
     _add_pretrain(commands)
+    _add_export(commands)
+    _add_tag(commands)
     return parser
 
 
