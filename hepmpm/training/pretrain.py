@@ -5,24 +5,39 @@ and TensorBoard when installed), ``config.yaml`` (the resolved config), and at t
 ``backbone.pt`` + ``backbone.json`` (:func:`hepmpm.models.store.save_backbone`: weights that
 load with ``torch.load(weights_only=True)``, the feature set, backbone config, metrics) for
 fine-tuning.
+
+Resume is exact: the training batches come from :class:`ResumableBatches`, whose position is
+the number of optimizer steps taken (epoch = steps // batches per epoch, then the batches of
+that epoch already trained are skipped), and the masked particles of step ``s`` are drawn from
+a generator seeded with ``(seed, s, rank)``. A run stopped at step ``k`` and resumed therefore
+trains on the same batches with the same masks as one uninterrupted run (bit-identical weights
+on CPU; dropout, 0 in the packaged configs, draws from the global RNG and is not replayed).
+The learning-rate schedule spans ``trainer.schedule_steps`` (default ``max_steps``): stop early
+with ``max_steps=k, schedule_steps=N`` and resume with ``max_steps=N`` to follow the schedule of
+an N-step run; resuming with a larger ``max_steps`` alone stretches the schedule from there.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from pydantic import Field
 
 from hepmpm import __version__
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.config import StrictModel, load_config, packaged_config_path
+from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, get_feature_set
 from hepmpm.models.backbone import BackboneConfig, count_parameters
@@ -34,6 +49,7 @@ from hepmpm.models.mpm import (
     mpm_losses,
 )
 from hepmpm.models.store import save_backbone
+from hepmpm.tokenizers.train import _torch_threads
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import resolve_precision
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
@@ -54,13 +70,24 @@ class TrainerConfig(StrictModel):
     log_every_steps: int = Field(10, ge=1)
 
 
+class PretrainTrainerConfig(TrainerConfig):
+    """:class:`TrainerConfig` plus the length of the learning-rate schedule."""
+
+    schedule_steps: int | None = Field(
+        None, ge=1, description="steps the LR schedule spans (None: max_steps)"
+    )
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads during the run (None: torch's default)"
+    )
+
+
 class PretrainConfig(StrictModel):
     """Everything ``hepmpm pretrain`` needs besides the data and the tokenizer."""
 
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     mpm: MPMConfig = Field(default_factory=MPMConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    trainer: PretrainTrainerConfig = Field(default_factory=PretrainTrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
 
 
@@ -73,6 +100,65 @@ def resolve_config_path(name_or_path: str | Path, folder: str) -> Path:
     if not packaged.is_file():
         raise HepmpmError(f"no config file {name_or_path!r} and no packaged config of that name")
     return packaged
+
+
+class ResumableBatches:
+    """Training batches of a shuffled :class:`JetDataset`, epoch after epoch, that resume
+    mid-epoch.
+
+    ``steps_done()`` says how many batches were trained so far (the trainer's global step).
+    Each ``iter`` starts where that count points: epoch ``steps // len(self)`` (its shuffle
+    order), skipping the batches of that epoch already trained. Lightning saves
+    :meth:`state_dict` in its checkpoints (the loader is "stateful" for it), so it does not warn
+    about resuming mid-epoch. Skipped batches are read, then dropped: resuming costs reading up
+    to one epoch.
+    """
+
+    def __init__(
+        self, dataset: JetDataset, num_workers: int, steps_done: Callable[[], int]
+    ) -> None:
+        if not dataset.drop_last:
+            raise ValueError("ResumableBatches needs drop_last=True: equal epochs on every rank")
+        self.dataset = dataset
+        self.loader = make_dataloader(dataset, num_workers=num_workers)
+        self.steps_done = steps_done
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[JetBatch]:
+        epoch, skip = divmod(self.steps_done(), len(self))
+        self.dataset.set_epoch(epoch)
+        batches = iter(self.loader)
+        for _ in range(skip):
+            next(batches)
+        return batches
+
+    def state_dict(self) -> dict[str, int]:
+        return {"steps_done": int(self.steps_done()), "batches_per_epoch": len(self)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("batches_per_epoch") != len(self):
+            raise HepmpmError(
+                f"cannot resume exactly: the checkpoint's epochs had "
+                f"{state.get('batches_per_epoch')} batches, this run's have {len(self)} "
+                "(other data, batch size or number of devices)"
+            )
+
+
+class PretrainDataModule(JetDataModule):
+    """A :class:`JetDataModule` whose training batches resume mid-epoch."""
+
+    def train_dataloader(self) -> ResumableBatches:
+        return ResumableBatches(
+            self.train_set, self.config.num_workers, lambda: self.trainer.global_step
+        )
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The random generator of training step ``step`` on ``rank`` (masks replay on resume)."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 class MPMModule(L.LightningModule):
@@ -112,17 +198,15 @@ class MPMModule(L.LightningModule):
         return loss, losses, predictions, targets
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, losses, _, _ = self._step(batch)
+        generator = step_generator(
+            self.config.trainer.seed, self.global_step, self.global_rank, batch.mask.device
+        )
+        loss, losses, _, _ = self._step(batch, generator)
         size = batch.features.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in losses.items():
             self.log(f"train/loss_{name}", value, batch_size=size)
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            datamodule.set_epoch(self.current_epoch)
 
     def on_validation_epoch_start(self) -> None:
         self._val = {}
@@ -149,21 +233,23 @@ class MPMModule(L.LightningModule):
             self._accumulate(f"count_{name}", torch.bincount(target, minlength=logits.shape[-1]))
 
     def on_validation_epoch_end(self) -> None:
-        values = self._val
-        if not values:
+        if not self._val:
             return
+        # Sums over all ranks first, then ratios: exact metrics of the whole validation set.
+        strategy = self.trainer.strategy
+        values = {k: strategy.reduce(v, reduce_op="sum") for k, v in self._val.items()}
         jets = values["jets"]
-        self.log("val/loss", (values["loss"] / jets).float(), prog_bar=True, sync_dist=True)
+        self.log("val/loss", (values["loss"] / jets).float(), prog_bar=True)
         for key in [k for k in values if k.startswith("loss_")]:
-            self.log(f"val/{key}", (values[key] / jets).float(), sync_dist=True)
+            self.log(f"val/{key}", (values[key] / jets).float())
         for key in [k for k in values if k.startswith("count_")]:
             name = key.removeprefix("count_")
             counts = values[key]
             total = counts.sum()
-            self.log(f"val/acc_{name}", (values[f"correct_{name}"] / total).float(), sync_dist=True)
-            self.log(f"val/top5_{name}", (values[f"top5_{name}"] / total).float(), sync_dist=True)
+            self.log(f"val/acc_{name}", (values[f"correct_{name}"] / total).float())
+            self.log(f"val/top5_{name}", (values[f"top5_{name}"] / total).float())
             # What always guessing the most frequent token/class would score.
-            self.log(f"val/baseline_{name}", (counts.max() / total).float(), sync_dist=True)
+            self.log(f"val/baseline_{name}", (counts.max() / total).float())
 
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.config.optimizer
@@ -178,7 +264,7 @@ class MPMModule(L.LightningModule):
             lr=c.lr,
             betas=c.betas,
         )
-        total = self.config.trainer.max_steps
+        total = self.config.trainer.schedule_steps or self.config.trainer.max_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, c))
         return {
             "optimizer": optimizer,
@@ -215,14 +301,44 @@ def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | 
         raise HepmpmError(
             f"{out} already holds a pre-training run; add --resume or choose another --out"
         )
-    previous = json.loads(saved.read_text()) if saved.is_file() else {}
-    for key in ("feature_set", "backbone", "mpm", "n_tokens"):
-        if previous.get(key) != record[key]:
+    if not saved.is_file():
+        raise HepmpmError(f"cannot resume {last}: {saved} (what the run trained) is missing")
+    previous = json.loads(saved.read_text())
+    for key in ("feature_set", "features", "backbone", "mpm", "n_tokens"):
+        for name, before, now in _differences(key, previous.get(key), record[key]):
             raise HepmpmError(
-                f"cannot resume {last}: it was trained with {key} = {previous.get(key)}, "
-                f"this run has {record[key]}"
+                f"cannot resume {last}: it was trained with {name} = {before!r}, "
+                f"this run has {name} = {now!r}"
             )
     return last
+
+
+def _differences(name: str, before: Any, now: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(dotted key, old, new) of each leaf where two config records differ."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in sorted(set(before) | set(now)):
+            yield from _differences(f"{name}.{key}", before.get(key), now.get(key))
+    elif before != now:
+        yield name, before, now
+
+
+def _loggers(out: Path) -> list[Logger]:
+    """CSV logs always, TensorBoard's too when it is installed (each run: a new version_N)."""
+    loggers: list[Logger] = [CSVLogger(out, name="logs")]
+    if any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        loggers.append(TensorBoardLogger(out, name="tensorboard", default_hp_metric=False))
+    return loggers
+
+
+# Lightning warnings that say nothing about a pre-training run: the loader is an IterableDataset
+# with a length, the frozen tokenizer is in eval mode on purpose, few batches per epoch.
+_EXPECTED_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*IterableDataset.*__len__.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*module\(s\) in eval mode.*",
+    r".*smaller than the logging interval.*",
+)
 
 
 def run_pretrain(
@@ -237,7 +353,7 @@ def run_pretrain(
     """Pre-train a backbone on the skim folder ``data``; returns the final metrics."""
     config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
+    datamodule = PretrainDataModule(data, config.data, seed=config.trainer.seed)
     feature_set = datamodule.feature_set
     tokenizer = _load_tokenizer_for(config, tokenizer_dir, feature_set)
     n_tokens = tokenizer.n_tokens if tokenizer is not None else None
@@ -267,7 +383,7 @@ def run_pretrain(
         log_every_n_steps=t.log_every_steps,
         enable_progress_bar=show_progress,
         enable_model_summary=False,
-        logger=CSVLogger(out, name="logs"),  # a resumed run logs to the next version_N
+        logger=_loggers(out),  # a resumed run logs to the next version_N
         callbacks=[
             ModelCheckpoint(
                 dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
@@ -280,7 +396,11 @@ def run_pretrain(
         write_json_atomic(out / "run.json", {**record, "hepmpm_version": __version__})
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        for message in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        with _torch_threads(t.cpu_threads):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         save_backbone(
