@@ -79,7 +79,8 @@ def write_shard(path: Path, rows: JetRows, metadata: dict[str, str] | None = Non
             table,
             tmp,
             row_group_size=ROW_GROUP_SIZE,
-            compression="zstd",
+            # lz4: half of zstd's write and read time for ~15% more bytes (floats barely compress)
+            compression="lz4",
             use_dictionary=["dataset", "domain"],
         )
 
