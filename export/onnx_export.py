@@ -172,12 +172,14 @@ def export_tagger(
     opset: int = DEFAULT_OPSET,
     max_particles: int = 128,
     preprocess_json: Path | None = None,
+    tolerance: float = TOLERANCE,
 ) -> ExportReport:
     """Export the tagger of ``finetune_dir`` to ``out`` in ``layout``, validated.
 
     ``cmssw`` also writes ``preprocess.json`` (default: beside ``out``, as weaver-core does;
     see :mod:`hepmpm.export.cmssw`). ``max_particles`` is recorded for the analysis side
     (:class:`~hepmpm.export.OnnxTagger` pads to at most that many) and in ``preprocess.json``.
+    ``tolerance``: the largest max |Δprob| (onnxruntime vs torch) accepted.
     """
     if layout not in LAYOUTS:
         raise HepmpmError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
@@ -199,7 +201,7 @@ def export_tagger(
         model = onnx.load(str(tmp))
         write_metadata(model, info)
         onnx.save(model, str(tmp))
-        report.max_abs_diff = validate_export(tmp, module, info)
+        report.max_abs_diff = validate_export(tmp, module, info, tolerance)
         if layout == "cmssw":
             report.preprocess_json = Path(preprocess_json or out.parent / "preprocess.json")
             write_json_atomic(report.preprocess_json, preprocess_record(info))
