@@ -367,6 +367,111 @@ def _run_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_finetune(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "finetune",
+        help="fine-tune a pre-trained backbone into a jet tagger; metrics on the test split",
+        description=(
+            "Train a class-attention tagger on a skim folder's labelled jets: on a frozen "
+            "pre-trained backbone, fine-tuning it, or from scratch. Writes tagger.pt/tagger.json "
+            "(for hepmpm export), metrics.json (test split), checkpoints and logs."
+        ),
+    )
+    parser.add_argument(
+        "--config", required=True, help="YAML file, or a packaged name: tiny, small, base"
+    )
+    parser.add_argument("--data", type=Path, required=True, help="skim folder (hepmpm skim)")
+    parser.add_argument(
+        "--backbone", type=Path, help="pre-training folder (hepmpm pretrain); not for scratch"
+    )
+    parser.add_argument(
+        "--mode", choices=["frozen", "finetune", "scratch"],
+        help="frozen backbone, fine-tuned backbone, or random init (default: the config's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--labels", type=_positive_int, metavar="N",
+        help="train on N class-balanced labelled jets (default: the whole train split)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--classes", help="comma-separated classes, e.g. QCD,Wqq,Tbqq (default: all in the skim)"
+    )
+    parser.add_argument("--seed", type=int, help="seed of the init and the labelled subset")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set trainer.max_steps=200",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from hepmpm.jetclass import parse_classes
+    from hepmpm.studies.metrics import summary_line
+    from hepmpm.training.finetune import run_finetune
+
+    metrics = run_finetune(
+        args.config,
+        args.data,
+        args.out,
+        backbone_dir=args.backbone,
+        mode=args.mode,
+        labels=args.labels,
+        classes=parse_classes(args.classes) if args.classes else None,
+        overrides=args.overrides,
+        seed=args.seed,
+        resume=args.resume,
+        show_progress=not args.no_progress,
+    )
+    if "test" not in metrics:  # another DDP rank: rank 0 reports
+        return 0
+    print(
+        f"fine-tuned ({metrics['mode']}, {metrics['train_jets']} training jets, "
+        f"{metrics['steps']} steps); test split, {metrics['test']['n_jets']} jets:"
+    )
+    print(f"  {summary_line(metrics['test'])}")
+    print(f"tagger: {args.out / 'tagger.pt'} (+ tagger.json); metrics: {args.out / 'metrics.json'}")
+    return 0
+
+
+def _add_quickstart(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "quickstart",
+        help="the whole chain on a sample it generates: skim, tokenizer, pre-train, fine-tune, "
+        "export, tag, report",
+        description=(
+            "Generate small sim and data samples, skim them with coffea, fit a VQ-VAE tokenizer "
+            "and pre-train MPM on data, fine-tune on sim, export to ONNX, tag both samples with "
+            "the TaggerProcessor and write a report (markdown + HTML). Re-running skips "
+            "completed steps; an interrupted run resumes."
+        ),
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("hepmpm-quickstart"),
+        help="output folder (default: hepmpm-quickstart)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", default="default",
+        help="tiny (about a minute), default (about ten minutes on 2 cores) or a YAML file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set sim.jets_per_class=1000",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(run=_run_quickstart)
+
+
+def _run_quickstart(args: argparse.Namespace) -> int:
+    from hepmpm.quickstart import load_profile, run_quickstart
+
+    config = load_profile(args.profile, args.overrides)
+    page = run_quickstart(config, args.out, show_progress=not args.no_progress)
+    print(f"report: {page} (and {page.with_suffix('.md')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepmpm",
@@ -379,8 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_skim(commands)
     _add_tokenizer(commands)
     _add_pretrain(commands)
+    _add_finetune(commands)
     _add_export(commands)
     _add_tag(commands)
+    _add_quickstart(commands)
     return parser
 
 

@@ -1,0 +1,506 @@
+"""Fine-tuning a backbone into a jet tagger with Lightning: config, module, ``run_finetune``.
+
+Three modes (``FinetuneConfig.mode``):
+
+- ``frozen``: the pre-trained backbone is fixed (no gradients, evaluation mode, not in the
+  optimizer, so its weights stay bit-identical); only the class-attention head trains.
+- ``finetune``: everything trains; the backbone's learning rate is ``backbone_lr_ratio`` times
+  the head's, and it is held at 0 for the first ``head_warmup_steps`` (a head-only warm-up),
+  after which it gets its own warm-up and decay.
+- ``scratch``: the same architecture from a random initialisation, all at the head's rate;
+  any pre-trained backbone is ignored.
+
+``labels: N`` trains on a class-balanced subset of N jets of the train split
+(:meth:`hepmpm.data.index.JetIndex.select`, chosen by the seed); training runs ``max_steps``
+optimizer steps over as many epochs of that subset as it takes. The tagger's output ``c`` is the
+``c``-th chosen class in JetClass order; ``tagger.json`` records the class names and JetClass
+labels (:func:`hepmpm.models.store.save_tagger`).
+
+Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV),
+``run.json``, ``config.yaml`` (the resolved config), and at the end ``tagger.pt`` +
+``tagger.json`` and ``metrics.json`` (test-split metrics of the final model,
+:func:`hepmpm.studies.metrics.classification_metrics`; an unbounded rejection is ``Infinity``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from pydantic import Field
+
+from hepmpm import __version__
+from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.config import StrictModel, apply_overrides, load_config, parse_config
+from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
+from hepmpm.data.loader import JetDataset, make_dataloader
+from hepmpm.errors import HepmpmError
+from hepmpm.features import get_feature_set
+from hepmpm.jetclass import CLASS_INDEX, CLASS_NAMES, parse_classes
+from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
+from hepmpm.models.classifier import HeadConfig, JetTagger
+from hepmpm.models.store import load_backbone, save_tagger
+from hepmpm.studies.metrics import classification_metrics
+from hepmpm.tokenizers.train import _torch_threads
+from hepmpm.training.datamodule import DataConfig, JetDataModule
+from hepmpm.training.devices import resolve_precision, uses_cuda
+from hepmpm.training.pretrain import (
+    _EXPECTED_WARNINGS,
+    PretrainDataModule,
+    PretrainTrainerConfig,
+    _differences,
+    _loggers,
+    resolve_config_path,
+)
+from hepmpm.training.schedule import OptimizerConfig, lr_factor
+
+MODES = ("frozen", "finetune", "scratch")
+
+
+class FinetuneConfig(StrictModel):
+    """Everything ``hepmpm finetune`` needs besides the data and the pre-trained backbone.
+
+    ``backbone`` is the architecture: built from random weights in ``scratch`` mode, and it must
+    equal the pre-trained backbone's (dropout aside, which is the fine-tuning's own) otherwise.
+    """
+
+    mode: Literal["frozen", "finetune", "scratch"] = "finetune"
+    labels: int | None = Field(
+        None, ge=1, description="class-balanced labelled training jets (None: the whole split)"
+    )
+    classes: list[str] | None = Field(
+        None, description="class names, e.g. [QCD, Wqq, Tbqq] (None: every class in the skim)"
+    )
+    backbone_lr_ratio: float = Field(
+        0.1, gt=0, le=1, description="finetune mode: backbone learning rate / head learning rate"
+    )
+    head_warmup_steps: int = Field(
+        0, ge=0, description="finetune mode: steps with the backbone held fixed (lr 0) first"
+    )
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    trainer: PretrainTrainerConfig = Field(default_factory=PretrainTrainerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+    def model_post_init(self, _context: object) -> None:
+        if self.classes is not None:
+            parse_classes(",".join(self.classes) or " ")  # unknown or no names: HepmpmError
+        if self.classes is not None and self.labels is not None and self.labels < len(self.classes):
+            raise ValueError(
+                f"labels {self.labels} < {len(self.classes)} classes: each class needs a jet"
+            )
+
+
+def load_finetune_config(
+    config: str | Path | FinetuneConfig,
+    overrides: list[str] | None = None,
+    **fields: Any,
+) -> FinetuneConfig:
+    """A config from a packaged name (``tiny``), a YAML file or a :class:`FinetuneConfig`, with
+    ``a.b=value`` ``overrides`` and then the non-``None`` top-level ``fields`` (``mode``,
+    ``labels``, ``classes``) and ``seed`` (``trainer.seed``) applied."""
+    if isinstance(config, FinetuneConfig):
+        data = apply_overrides(config.model_dump(), overrides or [])
+        resolved = parse_config(FinetuneConfig, data, "fine-tuning config")
+    else:
+        path = resolve_config_path(config, "finetune")
+        resolved = load_config(FinetuneConfig, path, overrides)
+    seed = fields.pop("seed", None)
+    data = resolved.model_dump()
+    data.update({k: v for k, v in fields.items() if v is not None})
+    if seed is not None:
+        data["trainer"]["seed"] = seed
+    return parse_config(FinetuneConfig, data, "fine-tuning config and arguments")
+
+
+class FinetuneModule(L.LightningModule):
+    """Lightning wrapper of a :class:`JetTagger`: cross-entropy on the chosen classes.
+
+    ``labels``: the JetClass label of each output; batches carry JetClass labels, which are
+    mapped to output positions 0..C-1 here.
+    """
+
+    def __init__(self, feature_set: str, config: dict[str, Any], labels: list[int]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = FinetuneConfig.model_validate(config)
+        c = self.config
+        self.tagger = JetTagger(get_feature_set(feature_set), c.backbone, c.head, len(labels))
+        lookup = torch.full((len(CLASS_NAMES),), -1, dtype=torch.long)
+        lookup[torch.tensor(labels)] = torch.arange(len(labels))
+        self.register_buffer("label_lookup", lookup, persistent=False)
+        self.frozen = c.mode == "frozen"
+        if self.frozen:
+            self.tagger.backbone.requires_grad_(False)
+        self._val: dict[str, torch.Tensor] = {}
+
+    def train(self, mode: bool = True) -> FinetuneModule:
+        """As ``nn.Module.train``, but a frozen backbone stays in evaluation mode (no dropout)."""
+        super().train(mode)
+        if self.frozen:
+            self.tagger.backbone.eval()
+        return self
+
+    def _loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, _ = self.tagger(batch.features, batch.mask)  # [B, C]
+        target = self.label_lookup[batch.labels]  # [B], 0..C-1
+        return F.cross_entropy(logits, target), logits, target
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, logits, target = self._loss(batch)
+        size = batch.features.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        accuracy = (logits.argmax(-1) == target).float().mean()
+        self.log("train/acc", accuracy, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            datamodule.set_epoch(self.current_epoch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {}
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss, logits, target = self._loss(batch)
+        n = float(len(target))
+        for key, value in (
+            ("jets", torch.tensor(n, device=loss.device)),
+            ("loss", loss * n),
+            ("correct", (logits.argmax(-1) == target).sum()),
+        ):
+            self._val[key] = self._val.get(key, 0) + value.detach().double()
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        jets = self._val["jets"]
+        self.log("val/loss", (self._val["loss"] / jets).float(), prog_bar=True, sync_dist=True)
+        self.log("val/acc", (self._val["correct"] / jets).float(), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        c, t = self.config, self.config.trainer
+        total = t.schedule_steps or t.max_steps
+        o = c.optimizer
+        groups: list[dict[str, Any]] = []
+        schedules = []
+
+        def head_schedule(step: int) -> float:
+            return lr_factor(step, total, o)
+
+        def backbone_schedule(step: int) -> float:
+            if c.mode == "scratch":
+                return lr_factor(step, total, o)
+            if step < c.head_warmup_steps:
+                return 0.0
+            return lr_factor(step - c.head_warmup_steps, total - c.head_warmup_steps, o)
+
+        parts = [(self.tagger.head, o.lr, head_schedule)]
+        if not self.frozen:
+            ratio = 1.0 if c.mode == "scratch" else c.backbone_lr_ratio
+            parts.append((self.tagger.backbone, o.lr * ratio, backbone_schedule))
+        for module, lr, schedule in parts:
+            for group in _decay_groups(module, o.weight_decay):
+                groups.append({**group, "lr": lr})
+                schedules.append(schedule)
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def _decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Parameter groups of ``module``: matrices decay, biases/norms/embedding tables do not."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and "embed.categorical" not in name else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class FinetuneDataModule(PretrainDataModule):
+    """The jets of the chosen classes; ``n_labelled`` class-balanced ones for training (batches
+    that resume mid-epoch, as in pre-training).
+
+    The training batch size is capped at the number of training jets, so that a few labelled
+    jets still give one full batch per epoch.
+    """
+
+    def __init__(
+        self,
+        skim: Path,
+        config: DataConfig,
+        seed: int,
+        labels: list[int],
+        n_labelled: int | None,
+    ) -> None:
+        super().__init__(skim, config, seed=seed, labels=labels)
+        self.n_labelled = n_labelled
+        limited = n_labelled is not None
+        selection = self.index.select("train", labels, config.domains, n_labelled, limited, seed)
+        self.train_jets = len(selection)
+        self.train_batch_size = min(config.batch_size, self.train_jets)
+        self.batches_per_epoch = self.train_jets // self.train_batch_size
+
+    def setup(self, stage: str | None = None) -> None:
+        c = self.config
+        self.train_set = JetDataset(
+            self.index,
+            "train",
+            self.train_batch_size,
+            pad_to=c.pad_to,
+            labels=self.labels,
+            domains=c.domains,
+            limit=self.n_labelled,
+            balanced=self.n_labelled is not None,
+            shuffle=True,
+            shuffle_buffer=c.shuffle_buffer,
+            seed=self.seed,
+            drop_last=True,
+            cache=c.cache,
+        )
+        self.val_set = self._dataset("val", shuffle=False)
+
+
+@torch.no_grad()
+def predict(
+    tagger: JetTagger, dataset: JetDataset, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities [N, C] (float32, softmax) and JetClass labels [N] of every jet of
+    ``dataset``, in its order (the tagger is left in evaluation mode on ``device``)."""
+    tagger.eval().to(device)
+    scores, labels = [], []
+    for batch in make_dataloader(dataset):
+        logits, _ = tagger(batch.features.to(device), batch.mask.to(device))
+        scores.append(logits.float().softmax(-1).cpu().numpy())
+        labels.append(batch.labels.numpy())
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def evaluate_tagger(
+    tagger: JetTagger,
+    data: Path | JetIndex,
+    labels: list[int],
+    split: str | None = "test",
+    domains: list[str] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Metrics (:func:`~hepmpm.studies.metrics.classification_metrics`) of ``tagger`` on the
+    jets of ``split`` (``None``: all) and ``domains`` of a skim folder (or its index) whose
+    label is one of ``labels``: the JetClass label of each tagger output, as in ``tagger.json``.
+    """
+    index = data if isinstance(data, JetIndex) else JetIndex.from_skim(data)
+    if tagger.head.classify.out_features != len(labels):
+        raise HepmpmError(
+            f"the tagger has {tagger.head.classify.out_features} outputs, "
+            f"but {len(labels)} labels were given"
+        )
+    dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains)
+    scores, truth = predict(tagger, dataset, device)
+    position = np.full(len(CLASS_NAMES), -1, dtype=np.int64)
+    position[labels] = np.arange(len(labels))
+    names = [CLASS_NAMES[label] for label in labels]
+    return classification_metrics(scores, position[truth], names)
+
+
+def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
+    """JetClass labels of the chosen classes (config, else every labelled class of the skim)."""
+    if config.classes is not None:
+        return [CLASS_INDEX[name] for name in parse_classes(",".join(config.classes))]
+    present = sorted(int(v) for v in np.unique(index.labels) if v != UNKNOWN_LABEL)
+    if not present:
+        raise HepmpmError(f"skim {index.directory} holds no labelled jets to fine-tune on")
+    return present
+
+
+def _architecture(config: BackboneConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json", exclude={"dropout"})
+
+
+def _pretrained(backbone_dir: Path, datamodule: JetDataModule, config: FinetuneConfig) -> Backbone:
+    with torch.random.fork_rng():  # loading leaves the seeded stream to the tagger's init
+        backbone = load_backbone(backbone_dir, datamodule.feature_set)
+    if _architecture(backbone.config) != _architecture(config.backbone):
+        raise HepmpmError(
+            f"backbone {backbone_dir} is {_architecture(backbone.config)}, but the fine-tuning "
+            f"config's backbone is {_architecture(config.backbone)}; use the config of the same "
+            f"size or --set backbone.dim=... to match"
+        )
+    return backbone
+
+
+def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
+    """The checkpoint to resume from; errors for a used folder without --resume, or another run."""
+    last = out / "checkpoints" / "last.ckpt"
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise HepmpmError(f"{out} is not empty; add --resume or choose another --out")
+        return None
+    saved = out / "run.json"
+    previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    if last.is_file() or previous:
+        for key in ("kind", "feature_set", "mode", "labels", "classes", "backbone", "head"):
+            for name, before, now in _differences(key, previous.get(key), record[key]):
+                raise HepmpmError(
+                    f"cannot resume in {out}: it was run with {name} = {before!r}, "
+                    f"this run has {name} = {now!r}"
+                )
+    return last if last.is_file() else None
+
+
+def config_hash(config: FinetuneConfig) -> str:
+    """A short SHA-256 of the resolved config (recorded in tagger.json)."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_finetune(
+    config: str | Path | FinetuneConfig,
+    data: Path,
+    out: Path,
+    backbone_dir: Path | None = None,
+    mode: str | None = None,
+    labels: int | None = None,
+    classes: list[str] | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune on the skim folder ``data``, evaluate on its test split, write the tagger.
+
+    ``config``: packaged name (tiny, small, base), YAML path or :class:`FinetuneConfig`;
+    ``overrides`` (``a.b=value``) and then ``mode``, ``labels`` (N class-balanced training
+    jets), ``classes`` (names) and ``seed`` replace the config's values when given.
+    ``backbone_dir``: a pre-training folder (backbone.json + backbone.pt), required unless
+    ``mode`` is ``scratch``, where it is ignored. Returns what ``metrics.json`` holds: ``mode``,
+    ``classes``, ``labels``, ``train_jets``, ``seed``, ``steps``, ``train`` (last logged
+    training/validation values) and ``test`` (``classification_metrics``).
+    """
+    config = load_finetune_config(
+        config, overrides, mode=mode, labels=labels, classes=classes, seed=seed
+    )
+    if config.mode != "scratch" and backbone_dir is None:
+        raise HepmpmError(f"mode {config.mode!r} needs --backbone PRETRAIN_DIR (or --mode scratch)")
+    t = config.trainer
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    probe = JetIndex.from_skim(data)  # cheap: per-jet columns only
+    chosen = _chosen_labels(config, probe)
+    if config.labels is not None and config.labels < len(chosen):
+        raise HepmpmError(
+            f"--labels {config.labels} is fewer than the {len(chosen)} classes "
+            f"({', '.join(CLASS_NAMES[c] for c in chosen)}): each class needs a labelled jet"
+        )
+    datamodule = FinetuneDataModule(data, config.data, t.seed, chosen, config.labels)
+    feature_set = datamodule.feature_set
+    pretrained = None
+    if config.mode != "scratch":
+        pretrained = _pretrained(Path(backbone_dir), datamodule, config)
+    out = Path(out)
+    class_names = [CLASS_NAMES[c] for c in chosen]
+    record = {
+        "kind": "finetune",
+        "feature_set": feature_set.name,
+        "mode": config.mode,
+        "labels": config.labels,
+        "classes": class_names,
+        "backbone": config.backbone.model_dump(mode="json"),
+        "head": config.head.model_dump(mode="json"),
+    }
+    ckpt_path = _check_out(out, record, resume)
+    module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
+    if pretrained is not None:
+        module.tagger.backbone.load_state_dict(pretrained.state_dict())
+    trainer = L.Trainer(
+        max_steps=t.max_steps,
+        val_check_interval=t.val_every_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.val_batches,
+        num_sanity_val_steps=0,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=resolve_precision(t.accelerator, t.precision),
+        gradient_clip_val=config.optimizer.grad_clip,
+        # An epoch of a few labelled jets can be shorter than the logging interval.
+        log_every_n_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
+        enable_progress_bar=show_progress,
+        enable_model_summary=False,
+        logger=_loggers(out),  # a resumed run logs to the next version_N
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
+            ),
+            LearningRateMonitor(logging_interval="step"),
+        ],
+    )
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run.json", {**record, "hepmpm_version": __version__})
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    with warnings.catch_warnings():
+        for message in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        with _torch_threads(t.cpu_threads):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics: dict[str, Any] = {
+        "mode": config.mode,
+        "classes": class_names,
+        "labels": config.labels,
+        "train_jets": datamodule.train_jets,
+        "seed": t.seed,
+        "steps": trainer.global_step,
+        "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    if not trainer.is_global_zero:
+        return metrics
+    device = "cuda" if uses_cuda(t.accelerator) else "cpu"
+    with _torch_threads(t.cpu_threads):
+        metrics["test"] = evaluate_tagger(
+            module.tagger, datamodule.index, chosen, "test", config.data.domains,
+            config.data.batch_size, device,
+        )  # fmt: skip
+    module.tagger.cpu()
+    save_tagger(
+        module.tagger,
+        out,
+        class_names,
+        chosen,
+        config.head,
+        extra={
+            "mode": config.mode,
+            "pretrained": None if pretrained is None else str(backbone_dir),
+            "parameters": sum(p.numel() for p in module.tagger.parameters()),
+            "trainable_parameters": count_parameters(module.tagger),
+            "config": config.model_dump(mode="json"),
+            "config_hash": config_hash(config),
+            "skim": {
+                "path": str(data),
+                "settings_hash": datamodule.manifest.raw["settings_hash"],
+            },
+            "metrics": {k: metrics[k] for k in ("train_jets", "steps", "train")}
+            | {"test_accuracy": metrics["test"]["accuracy"]},
+        },
+    )
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,255 @@
+"""Fine-tuning (frozen / finetune / scratch), tagger metrics against scikit-learn, the CLI.
+
+A module-scoped sample of QCD, W and top jets (real Pythia 8, skimmed) and a tiny backbone
+pre-trained on it (regression + particle-id targets, no tokenizer) serve every training test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_sample, make_skim
+from sklearn.metrics import confusion_matrix, roc_auc_score
+
+from hepmpm.cli import main
+from hepmpm.errors import HepmpmError
+from hepmpm.features import feature_set_record, get_feature_set
+from hepmpm.models.store import load_backbone, load_tagger
+from hepmpm.studies.metrics import background_rejection, classification_metrics
+from hepmpm.training.finetune import evaluate_tagger, run_finetune
+from hepmpm.training.pretrain import run_pretrain
+
+CLASSES = ("QCD", "Wqq", "Tbqq")  # jet masses ~ tens of GeV, 80 GeV, 173 GeV: separable
+# Short jets and small batches keep each step cheap on a shared CPU.
+FAST = [
+    "data.pad_to=48",
+    "data.batch_size=32",
+    "trainer.val_every_steps=25",
+    "trainer.val_batches=2",
+    "trainer.log_every_steps=5",
+    "trainer.cpu_threads=1",  # a tiny model: more threads only contend with other processes
+]
+
+
+@pytest.fixture(scope="module")
+def skim(tmp_path_factory):
+    """150 jets of each of QCD, Wqq, Tbqq (part17 skim; ~80/10/10 train/val/test)."""
+    generated = tmp_path_factory.mktemp("ft_generated")
+    make_sample(generated, classes=CLASSES, jets=150, seed=11)
+    out = tmp_path_factory.mktemp("ft_skim")
+    make_skim([generated], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrained(skim, tmp_path_factory):
+    """A tiny backbone pre-trained for 60 steps (regression + id targets: no tokenizer)."""
+    out = tmp_path_factory.mktemp("ft_pretrain") / "run"
+    run_pretrain(
+        "tiny",
+        skim,
+        out,
+        overrides=[*FAST, "mpm.targets={regression: 1.0, id: 1.0}", "trainer.max_steps=60"],
+        show_progress=False,
+    )
+    return out
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------- fine-tuning
+
+
+def test_finetune_beats_chance(skim, pretrained, tmp_path):
+    out = tmp_path / "ft"
+    metrics = run_finetune(
+        "tiny", skim, out, backbone_dir=pretrained, mode="finetune", labels=180,
+        overrides=[*FAST, "trainer.max_steps=150"], show_progress=False,
+    )  # fmt: skip
+    assert metrics["train_jets"] == 180 and metrics["steps"] == 150
+    test = metrics["test"]
+    assert test["class_names"] == list(CLASSES)
+    assert test["n_jets"] >= 30
+    # Chance is 1/3 for three balanced-ish classes.
+    assert test["accuracy"] > 0.6, test
+    assert test["macro_auc"] > 0.75, test
+    assert test["per_class"]["Tbqq"]["auc_vs_qcd"] > 0.75, test
+    # The folder: tagger + record in the export format, metrics.json as returned.
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    tagger, record = load_tagger(out, get_feature_set("part17"))
+    assert record["class_names"] == list(CLASSES) and record["labels"] == [0, 7, 8]
+    assert record["mode"] == "finetune" and record["config"]["labels"] == 180
+    # The saved tagger scores the test split exactly as the run reported.
+    again = evaluate_tagger(tagger, skim, record["labels"])
+    assert again["accuracy"] == test["accuracy"] and again["macro_auc"] == test["macro_auc"]
+    # The backbone was trained (at a fraction of the head's rate), not left as pre-trained.
+    assert not _same(_state(tagger.backbone), _state(load_backbone(pretrained)))
+    # A finished folder is not silently overwritten.
+    with pytest.raises(HepmpmError, match="not empty; add --resume"):
+        run_finetune("tiny", skim, out, backbone_dir=pretrained, overrides=FAST)
+
+
+def test_frozen_leaves_backbone_bit_identical_and_resumes(skim, pretrained, tmp_path):
+    out = tmp_path / "frozen"
+    overrides = [*FAST, "trainer.max_steps=12", "trainer.val_every_steps=6"]
+    first = run_finetune(
+        "tiny", skim, out, backbone_dir=pretrained, mode="frozen", overrides=overrides,
+        show_progress=False,
+    )  # fmt: skip
+    tagger, record = load_tagger(out)
+    assert record["mode"] == "frozen" and record["trainable_parameters"] < record["parameters"]
+    assert _same(_state(tagger.backbone), _state(load_backbone(pretrained)))
+    # The head did train.
+    assert first["train"]["train/loss"] > 0
+    # --resume of a finished run: restores the last checkpoint, trains nothing more.
+    resumed = run_finetune(
+        "tiny", skim, out, backbone_dir=pretrained, mode="frozen", overrides=overrides,
+        resume=True, show_progress=False,
+    )  # fmt: skip
+    assert resumed["steps"] == first["steps"] == 12
+    assert resumed["test"]["accuracy"] == first["test"]["accuracy"]
+    # ... but not with another mode.
+    with pytest.raises(HepmpmError, match="mode = 'frozen'"):
+        run_finetune(
+            "tiny", skim, out, backbone_dir=pretrained, mode="finetune", overrides=overrides,
+            resume=True,
+        )  # fmt: skip
+
+
+def test_scratch_ignores_the_backbone(skim, pretrained, tmp_path):
+    overrides = [*FAST, "trainer.max_steps=4", "trainer.val_every_steps=4"]
+    for name, backbone in (("with", pretrained), ("without", None)):
+        run_finetune(
+            "tiny", skim, tmp_path / name, backbone_dir=backbone, mode="scratch",
+            overrides=overrides, seed=3, show_progress=False,
+        )  # fmt: skip
+    with_backbone, record = load_tagger(tmp_path / "with")
+    without, _ = load_tagger(tmp_path / "without")
+    assert record["pretrained"] is None
+    assert _same(_state(with_backbone), _state(without))
+    assert not _same(_state(with_backbone.backbone), _state(load_backbone(pretrained)))
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_a_clear_error(skim, pretrained, tmp_path):
+    def finetune(**kw):
+        kw.setdefault("backbone_dir", pretrained)
+        return run_finetune("tiny", skim, tmp_path / "x", overrides=FAST, **kw)
+
+    with pytest.raises(HepmpmError, match=r"asked for 100000 jets.*available per class"):
+        finetune(labels=100_000)
+    with pytest.raises(HepmpmError, match="fewer than the 3 classes"):
+        finetune(labels=2)
+    with pytest.raises(HepmpmError, match=r"label\(s\) \[1\] not in skim"):
+        finetune(classes=["QCD", "Hbb"])
+    with pytest.raises(HepmpmError, match="needs --backbone"):
+        finetune(backbone_dir=None, mode="finetune")
+    with pytest.raises(HepmpmError, match=r"backbone\.dim"):
+        run_finetune("small", skim, tmp_path / "x", backbone_dir=pretrained)
+    # A backbone pre-trained on another feature set.
+    other = tmp_path / "mpm7id_backbone"
+    shutil.copytree(pretrained, other)
+    record = json.loads((other / "backbone.json").read_text())
+    record["feature_set"] = feature_set_record(get_feature_set("mpm7id"))
+    (other / "backbone.json").write_text(json.dumps(record))
+    with pytest.raises(HepmpmError, match="feature set 'mpm7id', the data is 'part17'"):
+        finetune(backbone_dir=other)
+    assert not (tmp_path / "x").exists()  # nothing written by a refused run
+
+
+def test_cli(skim, pretrained, tmp_path, capsys):
+    out = tmp_path / "cli"
+    common = ["finetune", "--config", "tiny", "--data", str(skim), "--no-progress"]
+    common += [f"--set={o}" for o in [*FAST, "trainer.max_steps=4", "trainer.val_every_steps=4"]]
+    rc = main(
+        [*common, "--backbone", str(pretrained), "--mode", "frozen", "--labels", "30",
+         "--classes", "Wqq,QCD", "--out", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "30 training jets" in printed and "accuracy" in printed and "macro AUC" in printed
+    assert "QCD rejection Wqq" in printed
+    assert json.loads((out / "tagger.json").read_text())["class_names"] == ["QCD", "Wqq"]
+    rc = main([*common, "--mode", "finetune", "--labels", "30", "--out", str(tmp_path / "y")])
+    error = capsys.readouterr().err
+    assert rc == 2 and error.count("\n") == 1 and "needs --backbone" in error
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _fixture(n: int = 600, n_classes: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n)
+    logits = rng.normal(size=(n, n_classes)) + 1.5 * np.eye(n_classes)[labels]
+    scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return scores, labels
+
+
+def test_metrics_match_sklearn():
+    names = ["QCD", "Hbb", "Wqq", "Tbqq"]
+    scores, labels = _fixture()
+    m = classification_metrics(scores, labels, names)
+    assert m["accuracy"] == pytest.approx((scores.argmax(1) == labels).mean())
+    sklearn_macro = roc_auc_score(labels, scores, multi_class="ovr", average="macro")
+    assert m["macro_auc"] == pytest.approx(sklearn_macro, abs=1e-12)
+    assert m["confusion_matrix"] == confusion_matrix(labels, scores.argmax(1)).tolist()
+    for c, name in enumerate(names[1:], start=1):
+        keep = (labels == c) | (labels == 0)
+        score = scores[keep, c] / (scores[keep, c] + scores[keep, 0])
+        expected = roc_auc_score(labels[keep] == c, score)
+        assert m["per_class"][name]["auc_vs_qcd"] == pytest.approx(expected, abs=1e-12)
+        assert m["per_class"][name]["auc"] == pytest.approx(
+            roc_auc_score(labels == c, scores[:, c]), abs=1e-12
+        )
+    assert m["per_class"]["QCD"].get("auc_vs_qcd") is None
+    assert m["absent_classes"] == []
+
+
+def test_rejection_by_hand():
+    signal = np.array([0.9, 0.8, 0.7, 0.3])
+    background = np.array([0.85, 0.5, 0.4, 0.35, 0.2])
+    # 50%: cut at 0.8 keeps 2 of 4 signal jets and 1 of 5 QCD jets.
+    assert background_rejection(signal, background, 0.5) == pytest.approx(5.0)
+    # 99%: all signal jets needs a cut at 0.3, which keeps 4 of 5 QCD jets.
+    assert background_rejection(signal, background, 0.99) == pytest.approx(5 / 4)
+    assert background_rejection(np.array([0.9, 0.8]), background, 0.5) == float("inf")
+    # Through the class scores: p_s / (p_s + p_QCD), the third class's score does not matter.
+    scores = np.array(
+        [[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.15, 0.15, 0.7],  # two signal jets, one other
+         [0.6, 0.2, 0.2], [0.45, 0.45, 0.1], [0.9, 0.05, 0.05]]  # three QCD jets
+    )  # fmt: skip
+    labels = np.array([1, 1, 2, 0, 0, 0])
+    wqq = classification_metrics(scores, labels, ["QCD", "Wqq", "Tbqq"])["per_class"]["Wqq"]
+    # Wqq scores: signal 0.9, 0.8; QCD 0.25, 0.5, 0.053 -> 50% at 0.9 keeps no QCD jet.
+    assert wqq["auc_vs_qcd"] == 1.0 and wqq["rejection_50"] == float("inf")
+    assert wqq["working_point"] == 0.5
+
+
+def test_metrics_with_an_absent_class():
+    scores, labels = _fixture(n_classes=3)
+    labels[labels == 2] = 1  # no Tbqq jet left
+    m = classification_metrics(scores, labels, ["QCD", "Wqq", "Tbqq"])
+    assert m["absent_classes"] == ["Tbqq"]
+    tbqq = m["per_class"]["Tbqq"]
+    assert tbqq["n_jets"] == 0 and tbqq["auc"] is None and tbqq["auc_vs_qcd"] is None
+    present = [roc_auc_score(labels == c, scores[:, c]) for c in (0, 1)]
+    assert m["macro_auc"] == pytest.approx(np.mean(present))
+    no_qcd = classification_metrics(
+        scores[labels == 1], labels[labels == 1], ["QCD", "Wqq", "Tbqq"]
+    )
+    assert no_qcd["per_class"]["Wqq"]["auc_vs_qcd"] is None and no_qcd["macro_auc"] is None
+    with pytest.raises(HepmpmError, match="3 classes, but 2 class names"):
+        classification_metrics(scores, labels, ["QCD", "Wqq"])
