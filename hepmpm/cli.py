@@ -196,6 +196,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         resume=args.resume,
         show_progress=not args.no_progress,
     )
+    if metrics["rank"] != 0:
+        return 0  # DDP: rank 0 reports
     summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("val/"))
     print(f"pre-trained {metrics['steps']} steps: {summary}")
     print(f"backbone: {args.out / 'backbone.pt'} (+ backbone.json); logs: {args.out / 'logs'}")
@@ -435,6 +437,43 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_quickstart(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "quickstart",
+        help="the whole chain on a sample it generates: skim, tokenizer, pre-train, fine-tune, "
+        "export, tag, report",
+        description=(
+            "Generate small sim and data samples, skim them with coffea, fit a VQ-VAE tokenizer "
+            "and pre-train MPM on data, fine-tune on sim, export to ONNX, tag both samples with "
+            "the TaggerProcessor and write a report (markdown + HTML). Re-running skips "
+            "completed steps; an interrupted run resumes."
+        ),
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("hepmpm-quickstart"),
+        help="output folder (default: hepmpm-quickstart)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", default="default",
+        help="tiny (about a minute), default (about ten minutes on 2 cores) or a YAML file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set sim.jets_per_class=1000",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(run=_run_quickstart)
+
+
+def _run_quickstart(args: argparse.Namespace) -> int:
+    from hepmpm.quickstart import load_profile, run_quickstart
+
+    config = load_profile(args.profile, args.overrides)
+    page = run_quickstart(config, args.out, show_progress=not args.no_progress)
+    print(f"report: {page} (and {page.with_suffix('.md')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepmpm",
@@ -450,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(commands)
     _add_export(commands)
     _add_tag(commands)
+    _add_quickstart(commands)
     return parser
 
 

@@ -94,3 +94,16 @@ def particle_features(column: pa.ChunkedArray | pa.ListArray) -> tuple[np.ndarra
     # A sliced array keeps the parent's offsets: rebase so that the first jet starts at 0.
     start = offsets[0]
     return flat[start : offsets[-1]], offsets - start
+
+
+def read_skim_particles(shards: list[Path], limit: int = 200_000) -> np.ndarray:
+    """Flat raw particle features [n, F] of the first shards, at most ``limit`` particles
+    (for plots and comparisons; training streams through :mod:`hepmpm.data.loader`)."""
+    parts, total = [], 0
+    for path in shards:
+        flat, _ = particle_features(pq.read_table(path, columns=["particles"])["particles"])
+        parts.append(flat[: limit - total])
+        total += len(parts[-1])
+        if total >= limit:
+            break
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)

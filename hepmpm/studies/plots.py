@@ -76,32 +76,34 @@ def feature_comparison(
     return _save(fig, path)
 
 
-def read_lightning_metrics(csv_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Columns of a Lightning ``metrics.csv``: name → (steps, values), empty cells dropped."""
+def read_lightning_metrics(csv_paths: Sequence[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Columns of Lightning ``metrics.csv`` files (a resumed run writes one per attempt):
+    name → (steps, values), empty cells dropped."""
     series: dict[str, tuple[list[float], list[float]]] = {}
-    with Path(csv_path).open() as handle:
-        for row in csv.DictReader(handle):
-            step = float(row.get("step") or "nan")
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
-                    continue
-                steps, values = series.setdefault(key, ([], []))
-                steps.append(step)
-                values.append(float(value))
+    for csv_path in csv_paths:
+        with Path(csv_path).open() as handle:
+            for row in csv.DictReader(handle):
+                step = float(row.get("step") or "nan")
+                for key, value in row.items():
+                    if key in ("step", "epoch") or value in ("", None):
+                        continue
+                    steps, values = series.setdefault(key, ([], []))
+                    steps.append(step)
+                    values.append(float(value))
     return {k: (np.array(s), np.array(v)) for k, (s, v) in series.items()}
 
 
-def training_curves(runs: Mapping[str, Path], path: Path, keys: Sequence[str]) -> Path:
-    """Loss curves of several Lightning runs: one panel per run, ``keys`` (e.g. ``train/loss``,
-    ``val/loss``) against the optimiser step."""
+def training_curves(runs: Mapping[str, Sequence[Path]], path: Path, keys: Sequence[str]) -> Path:
+    """Loss curves of several Lightning runs (name → its ``metrics.csv`` files): one panel per
+    run, ``keys`` (e.g. ``train/loss``, ``val/loss``) against the optimiser step."""
     fig, axes = _figure(len(runs), 1, size=4.5)
-    for ax, (name, csv_path) in zip(axes.flat, runs.items(), strict=True):
-        metrics = read_lightning_metrics(csv_path)
+    for ax, (name, csv_paths) in zip(axes.flat, runs.items(), strict=True):
+        metrics = read_lightning_metrics(csv_paths)
         for key in keys:
             if key in metrics:
                 steps, values = metrics[key]
                 ax.plot(steps, values, label=key, marker="o" if key.startswith("val") else None)
-        ax.set_title(name, fontsize=14)
+        ax.set_title(name, fontsize=13, loc="right")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.legend(fontsize=10)

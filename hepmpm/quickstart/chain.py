@@ -1,0 +1,337 @@
+"""``hepmpm quickstart``: the whole chain on a sample it makes itself, resumable step by step.
+
+generate ``sim`` and ``data`` → skim each (coffea Runner) → fit the VQ-VAE tokenizer on ``data``
+→ pre-train MPM on ``data`` (no labels used, as on real collisions) → fine-tune on labelled
+``sim`` → export ONNX → tag ``sim`` and ``data`` with the TaggerProcessor → report.
+
+Each step writes into its own folder under ``OUT`` and is complete when its final file exists
+(the library writes that file last); a re-run skips complete steps and lets interrupted ones go
+on (generation and skims keep complete files, training resumes from its last checkpoint). The
+profile is stored in ``OUT/quickstart.json``; a folder made with another profile is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from hepmpm.atomic import write_json_atomic
+from hepmpm.config import StrictModel, load_config, packaged_config_path
+from hepmpm.errors import HepmpmError
+from hepmpm.jetclass import CLASS_NAMES
+
+PROFILES = ("tiny", "default")
+
+
+class SampleConfig(StrictModel):
+    """One generated sample: its generator preset and size."""
+
+    preset: Literal["sim", "data"]
+    jets_per_class: int = Field(ge=1)
+
+
+class StepConfig(StrictModel):
+    """A training step: a packaged config name (or YAML path) and ``key=value`` overrides."""
+
+    config: str
+    overrides: list[str] = Field(default_factory=list)
+
+
+class FinetuneStepConfig(StepConfig):
+    """Fine-tuning: the step's config plus the mode and the number of labelled jets."""
+
+    mode: Literal["frozen", "finetune", "scratch"] = "finetune"
+    labels: int | None = Field(None, ge=1, description="labelled training jets (null: all)")
+
+
+class QuickstartConfig(StrictModel):
+    """A quickstart profile (configs/quickstart/*.yaml)."""
+
+    seed: int = Field(1, ge=0)
+    workers: int = Field(2, ge=1, description="generator processes")
+    feature_set: Literal["part17", "mpm7id"] = "part17"
+    classes: list[str]
+    sim: SampleConfig
+    data: SampleConfig
+    tokenizer: StepConfig
+    pretrain: StepConfig
+    finetune: FinetuneStepConfig
+    export_layout: Literal["hepmpm", "cmssw"] = "hepmpm"
+
+    def model_post_init(self, _context: object) -> None:
+        unknown = [c for c in self.classes if c not in CLASS_NAMES]
+        if unknown or "QCD" not in self.classes:
+            raise ValueError(f"classes must include QCD and be among {CLASS_NAMES}: {unknown}")
+
+
+def load_profile(profile: str | Path, overrides: list[str] | None = None) -> QuickstartConfig:
+    """A packaged profile (``tiny``, ``default``) or a YAML file, with ``key=value`` overrides."""
+    path = Path(profile)
+    if profile in PROFILES:
+        path = packaged_config_path("quickstart", f"{profile}.yaml")
+    elif not path.is_file():
+        raise HepmpmError(f"no quickstart profile {profile!r}: use {', '.join(PROFILES)} or a file")
+    return load_config(QuickstartConfig, path, overrides)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each step writes, under the quickstart's output folder."""
+
+    root: Path
+
+    def sample(self, domain: str) -> Path:
+        return self.root / "samples" / domain
+
+    def skim(self, domain: str) -> Path:
+        return self.root / "skims" / domain
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def pretrain(self) -> Path:
+        return self.root / "pretrain"
+
+    @property
+    def finetune(self) -> Path:
+        return self.root / "finetune"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model" / "tagger.onnx"
+
+    @property
+    def tag(self) -> Path:
+        return self.root / "tag"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named piece of work; ``done`` is the file whose existence means it is complete."""
+
+    title: str
+    done: Path | None
+    run: Callable[[], str | None]
+
+
+def _generate(config: QuickstartConfig, layout: Layout, domain: str, progress: bool) -> str:
+    from hepmpm.generate.preset import load_preset
+    from hepmpm.generate.sample import SampleRequest, generate_sample
+
+    sample = getattr(config, domain)
+    request = SampleRequest(
+        preset=load_preset(sample.preset),
+        classes=tuple(config.classes),
+        jets_per_class=sample.jets_per_class,
+        seed=config.seed + (0 if domain == "sim" else 1000),
+        naming="pfnano",
+        out=layout.sample(domain),
+    )
+    manifest = generate_sample(request, workers=config.workers, show_progress=progress)
+    return f"{sum(f['jets'] for f in manifest['files'].values())} jets"
+
+
+def _skim(config: QuickstartConfig, layout: Layout, domain: str, progress: bool) -> str:
+    from hepmpm.skim import SkimRequest, run_skim
+
+    request = SkimRequest(
+        inputs=[layout.sample(domain)],
+        out=layout.skim(domain),
+        feature_set=config.feature_set,
+        # Iterative: a quickstart-sized skim takes a second, less than starting worker processes.
+        executor="iterative",
+        domain=domain,
+    )
+    manifest, _ = run_skim(request, show_progress=progress)
+    return f"{sum(s['jets'] for s in manifest['shards'])} jets"
+
+
+def _tokenizer(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
+    from hepmpm.tokenizers.config import load_tokenizer_config
+    from hepmpm.tokenizers.train import run_tokenizer
+
+    step = config.tokenizer
+    tokenizer_config = load_tokenizer_config(step.config, step.overrides)
+    run = run_tokenizer(tokenizer_config, layout.skim("data"), layout.tokenizer, progress)
+    final = run.metrics["final"]
+    return f"codebook usage {final['usage']:.2f}, perplexity {final['perplexity']:.0f}"
+
+
+def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
+    from hepmpm.training.pretrain import run_pretrain
+
+    step = config.pretrain
+    metrics = run_pretrain(
+        step.config,
+        layout.skim("data"),
+        layout.pretrain,
+        tokenizer_dir=layout.tokenizer,
+        overrides=[f"trainer.seed={config.seed}", *step.overrides],
+        resume=(layout.pretrain / "checkpoints" / "last.ckpt").is_file(),
+        show_progress=progress,
+    )
+    accuracy = {k: v for k, v in metrics.items() if k.startswith("val/acc_")}
+    return ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) or f"{metrics['steps']} steps"
+
+
+def _finetune(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
+    from hepmpm.training.finetune import run_finetune
+
+    step = config.finetune
+    metrics = run_finetune(
+        step.config,
+        layout.skim("sim"),
+        layout.finetune,
+        backbone_dir=layout.pretrain,
+        mode=step.mode,
+        labels=step.labels,
+        classes=config.classes,
+        overrides=step.overrides,
+        seed=config.seed,
+        resume=(layout.finetune / "checkpoints" / "last.ckpt").is_file(),
+        show_progress=progress,
+    )
+    test = metrics.get("test", metrics)
+    return f"sim test accuracy {test['accuracy']:.3f}, macro AUC {test['macro_auc']:.3f}"
+
+
+def _export(config: QuickstartConfig, layout: Layout) -> str:
+    from hepmpm.export import export_tagger
+
+    layout.model.parent.mkdir(parents=True, exist_ok=True)
+    report = export_tagger(layout.finetune, layout.model, layout=config.export_layout)
+    return f"onnxruntime vs torch max |Δprob| {report.worst:.1e}"
+
+
+def _tag(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
+    import shutil
+
+    from hepmpm.tag import TagRequest, run_tag
+
+    # A tagging run is short and writes its summary last: an interrupted one starts over.
+    shutil.rmtree(layout.tag, ignore_errors=True)
+    request = TagRequest(
+        model=layout.model,
+        inputs=[layout.sample("sim"), layout.sample("data")],
+        out=layout.tag,
+        executor="iterative",
+        threads=1,
+    )
+    summary, _ = run_tag(request, show_progress=progress)
+    tagged = {d: c["jets_tagged"] for d, c in summary["counts"].items()}
+    return ", ".join(f"{d}: {n} jets" for d, n in tagged.items())
+
+
+def _report(config: QuickstartConfig, layout: Layout) -> str:
+    from hepmpm.quickstart.report import write_quickstart_report
+
+    report = write_quickstart_report(layout, config.classes)
+    return f"{report.html}"
+
+
+def plan(config: QuickstartConfig, layout: Layout, progress: bool) -> list[Step]:
+    """The quickstart's steps, in order."""
+    return [
+        *(
+            Step(
+                f"generate {d} ({getattr(config, d).jets_per_class} jets per class)",
+                None,  # generation itself skips the files already complete
+                lambda d=d: _generate(config, layout, d, progress),
+            )
+            for d in ("sim", "data")
+        ),
+        *(
+            Step(
+                f"skim {d} (coffea Runner)",
+                layout.skim(d) / "manifest.json",
+                lambda d=d: _skim(config, layout, d, progress),
+            )
+            for d in ("sim", "data")
+        ),
+        Step(
+            "fit the VQ-VAE tokenizer on data",
+            layout.tokenizer / "tokenizer.json",
+            lambda: _tokenizer(config, layout, progress),
+        ),
+        Step(
+            "pre-train MPM on data (no labels)",
+            layout.pretrain / "backbone.json",
+            lambda: _pretrain(config, layout, progress),
+        ),
+        Step(
+            "fine-tune on labelled sim",
+            layout.finetune / "tagger.json",
+            lambda: _finetune(config, layout, progress),
+        ),
+        Step("export to ONNX", layout.model, lambda: _export(config, layout)),
+        Step(
+            "tag sim and data (TaggerProcessor)",
+            layout.tag / "summary.json",
+            lambda: _tag(config, layout, progress),
+        ),
+        Step("write the report", None, lambda: _report(config, layout)),
+    ]
+
+
+def _profile_hash(config: QuickstartConfig) -> str:
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _claim(out: Path, config: QuickstartConfig) -> None:
+    """Record the profile in ``out``; refuse a folder made with another one."""
+    record = out / "quickstart.json"
+    digest = _profile_hash(config)
+    if record.is_file():
+        previous = json.loads(record.read_text()).get("profile_hash")
+        if previous != digest:
+            raise HepmpmError(
+                f"{out} holds a quickstart made with another profile ({previous} vs {digest}); "
+                "choose another --out"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise HepmpmError(f"{out} exists and is not a quickstart folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, {"profile_hash": digest, "profile": config.model_dump(mode="json")})
+
+
+def run_quickstart(
+    config: QuickstartConfig,
+    out: Path,
+    show_progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Path:
+    """Run (or complete) every step; returns the report's HTML page."""
+    out = Path(out)
+    _claim(out, config)
+    # Keep the step lines readable: Lightning's per-run notes (devices, tips) say nothing here.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    layout = Layout(out)
+    steps = plan(config, layout, show_progress)
+    started = time.perf_counter()
+    for number, step in enumerate(steps, 1):
+        prefix = f"[{number}/{len(steps)}] {step.title}"
+        if step.done is not None and step.done.is_file():
+            echo(f"{prefix}: done before, skipped")
+            continue
+        echo(f"{prefix} ...")
+        t0 = time.perf_counter()
+        note = step.run()
+        echo(f"{prefix}: {note} ({time.perf_counter() - t0:.0f} s)")
+    echo(f"quickstart complete in {time.perf_counter() - started:.0f} s")
+    return layout.report / "report.html"

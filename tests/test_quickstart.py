@@ -1,0 +1,71 @@
+"""`hepmpm quickstart --profile tiny`: the whole chain end to end, its report, resume, refusal."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import hepmpm.quickstart.chain as chain
+from hepmpm.cli import main
+
+
+@pytest.fixture(scope="module")
+def interrupted_then_completed(tmp_path_factory):
+    """Run the tiny quickstart, interrupt it at the export (as Ctrl-C would), then re-run."""
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    args = ["quickstart", "--profile", "tiny", "--out", str(out), "--no-progress"]
+    with pytest.MonkeyPatch.context() as patch:
+
+        def interrupt(*_args, **_kwargs):
+            raise KeyboardInterrupt
+
+        patch.setattr(chain, "_export", interrupt)
+        assert main(args) == 130
+    assert not (out / "report").exists()
+    return out, args
+
+
+def test_interrupted_run_resumes_where_it_stopped(interrupted_then_completed, capsys):
+    out, args = interrupted_then_completed
+    capsys.readouterr()
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    skipped = [line for line in lines if line.endswith("done before, skipped")]
+    # skims, tokenizer, pre-training and fine-tuning were complete before the interruption
+    assert len(skipped) == 5, lines
+    assert any("export to ONNX: onnxruntime vs torch" in line for line in lines)
+    assert (out / "model" / "tagger.onnx").is_file()
+
+
+def test_report_shows_the_chain(interrupted_then_completed):
+    out, _ = interrupted_then_completed
+    report = out / "report"
+    markdown = (report / "report.md").read_text()
+    for figure in ("roc", "scores", "features", "training_curves"):
+        assert (report / "figures" / f"{figure}.png").stat().st_size > 10_000
+        assert f"figures/{figure}.png" in markdown
+    html = (report / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4  # one self-contained page
+    row = re.search(r"\| accuracy \| ([\d.]+) \| ([\d.]+) \|", markdown)
+    assert row, markdown
+    assert 0 <= float(row.group(1)) <= 1 and 0 <= float(row.group(2)) <= 1
+    assert "Wqq vs QCD: rejection at 50% eff." in markdown
+
+
+def test_rerun_skips_everything_and_other_profiles_are_refused(interrupted_then_completed, capsys):
+    _, args = interrupted_then_completed
+    capsys.readouterr()
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # all but the two generation steps (which check their files themselves) and the report
+    assert sum(line.endswith("done before, skipped") for line in lines) == 7
+    assert main([*args, "--set", "seed=2"]) == 2
+    assert "another profile" in capsys.readouterr().err
+
+
+def test_bad_profile_keys_are_named(tmp_path, capsys):
+    code = main(["quickstart", "--out", str(tmp_path / "q"), "--set", "pretrian.config=tiny"])
+    assert code == 2
+    assert "pretrian" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()
