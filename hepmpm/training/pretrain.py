@@ -338,6 +338,7 @@ _EXPECTED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*module\(s\) in eval mode.*",
     r".*smaller than the logging interval.*",
+    r".*sync_dist=True.*",  # validation sums are reduced over ranks before logging
 )
 
 
@@ -350,7 +351,8 @@ def run_pretrain(
     resume: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Pre-train a backbone on the skim folder ``data``; returns the final metrics."""
+    """Pre-train a backbone on the skim folder ``data``; returns the final metrics, the step
+    count and this process's ``rank`` (under DDP every process returns; rank 0 writes)."""
     config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = PretrainDataModule(data, config.data, seed=config.trainer.seed)
@@ -401,6 +403,9 @@ def run_pretrain(
             warnings.filterwarnings("ignore", message=message)
         with _torch_threads(t.cpu_threads):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
+    # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         save_backbone(
@@ -411,6 +416,7 @@ def run_pretrain(
                 "n_tokens": n_tokens,
                 "parameters": count_parameters(module.model.backbone),
                 "steps": trainer.global_step,
+                "world_size": trainer.world_size,
                 "skim": {
                     "path": str(data),
                     "settings_hash": datamodule.manifest.raw["settings_hash"],
@@ -418,4 +424,4 @@ def run_pretrain(
                 "metrics": metrics,
             },
         )
-    return {"steps": trainer.global_step, **metrics}
+    return {"steps": trainer.global_step, "rank": trainer.global_rank, **metrics}
