@@ -63,6 +63,7 @@ from hepmpm.training.pretrain import (
 )
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
 
+#: The fine-tuning modes, for loops in studies.
 MODES = ("frozen", "finetune", "scratch")
 
 
@@ -78,7 +79,9 @@ class FinetuneConfig(StrictModel):
         None, ge=1, description="class-balanced labelled training jets (None: the whole split)"
     )
     classes: list[str] | None = Field(
-        None, description="class names, e.g. [QCD, Wqq, Tbqq] (None: every class in the skim)"
+        None,
+        description="class names, e.g. [QCD, Wqq, Tbqq] (None: every class in the skim); the "
+        "tagger's outputs follow JetClass order whatever the order given",
     )
     backbone_lr_ratio: float = Field(
         0.1, gt=0, le=1, description="finetune mode: backbone learning rate / head learning rate"
@@ -95,10 +98,6 @@ class FinetuneConfig(StrictModel):
     def model_post_init(self, _context: object) -> None:
         if self.classes is not None:
             parse_classes(",".join(self.classes) or " ")  # unknown or no names: HepmpmError
-        if self.classes is not None and self.labels is not None and self.labels < len(self.classes):
-            raise ValueError(
-                f"labels {self.labels} < {len(self.classes)} classes: each class needs a jet"
-            )
 
 
 def load_finetune_config(
@@ -461,6 +460,8 @@ def run_finetune(
     with warnings.catch_warnings():
         for message in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
+        if ckpt_path is not None:  # resuming: the checkpoints are there on purpose
+            warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         with _torch_threads(t.cpu_threads):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics: dict[str, Any] = {
