@@ -25,14 +25,19 @@ _PDG_WEIGHTS = np.array([0.3, 0.3, 0.1, 0.26, 0.01, 0.01, 0.01, 0.01])
 
 
 def random_jets(
-    feature_set: FeatureSet, n_jets: int, max_particles: int, seed: int = 0
+    feature_set: FeatureSet,
+    n_jets: int,
+    max_particles: int,
+    seed: int = 0,
+    min_particles: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw features float32 [N, P, F] and mask float32 [N, P] (1 = particle) of random jets.
 
-    ``P = max_particles``; the first jet fills all P slots, the others hold 1..P particles.
+    ``P = max_particles``; the first jet fills all P slots, the others hold ``min_particles``
+    to P particles (uniformly).
     """
     rng = np.random.default_rng(seed)
-    counts = rng.integers(1, max_particles + 1, size=n_jets)
+    counts = rng.integers(min(min_particles, max_particles), max_particles + 1, size=n_jets)
     counts[0] = max_particles
     total = int(counts.sum())
     jet = np.repeat(np.arange(n_jets), counts)
