@@ -83,23 +83,30 @@ def column(rows: list[dict[str, str]], name: str) -> dict[int, float]:
 @pytest.mark.parametrize("mode", ["v1", "v2"])
 def test_masked_tokens_are_predicted_beyond_the_most_frequent(mode, skim_dir, kmeans17, tmp_path):
     out = tmp_path / mode
-    metrics = pretrain(skim_dir, out, kmeans17, f"mpm.mode={mode}", "trainer.max_steps=200")
-    assert metrics["steps"] == 200
+    metrics = pretrain(
+        skim_dir,
+        out,
+        kmeans17,
+        f"mpm.mode={mode}",
+        "trainer.max_steps=150",
+        "trainer.val_every_steps=75",
+    )
+    assert metrics["steps"] == 150
     acc, baseline = metrics["val/acc_kmeans"], metrics["val/baseline_kmeans"]
-    # Measured (200 steps, 32 tokens): v1 0.25, v2 0.26 against a baseline of 0.07.
+    # Measured (150 steps, 32 tokens): v1 0.26, v2 0.23; always the most frequent: 0.067.
     assert acc > 2.5 * baseline and acc > baseline + 0.1, (acc, baseline)
     assert metrics["val/top5_kmeans"] > acc
     rows = read_log(out, 0)
     val_loss = column(rows, "val/loss")
-    assert sorted(val_loss) == [99, 199]  # validation every 100 steps
+    assert sorted(val_loss) == [74, 149]  # validation every 75 steps
     train_loss = column(rows, "train/loss")
     early = [v for s, v in train_loss.items() if s < 30]
-    late = [v for s, v in train_loss.items() if s >= 170]
+    late = [v for s, v in train_loss.items() if s >= 120]
     assert sum(late) / len(late) < 0.8 * sum(early) / len(early)
     lr = column(rows, "lr-AdamW/pg1")  # warm-up then cosine decay
-    assert lr[9] < lr[19] and lr[19] > lr[199] and lr[199] < 0.2 * lr[19]
+    assert lr[9] < lr[19] and lr[19] > lr[149] and lr[149] < 0.2 * lr[19]
     record = json.loads((out / "backbone.json").read_text())
-    assert record["steps"] == 200 and record["mpm"]["mode"] == mode
+    assert record["steps"] == 150 and record["mpm"]["mode"] == mode
     assert record["metrics"]["val/acc_kmeans"] == pytest.approx(acc)
 
 
