@@ -15,3 +15,21 @@ def test_plot_generated_masses(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "msoftdrop.png").stat().st_size > 10_000
+
+
+def test_analysis_with_tagger(sim_sample, tmp_path):
+    from hepmpm.export import export_tagger
+    from tagger_models import make_tagger_dir
+
+    model = export_tagger(make_tagger_dir(tmp_path / "ft"), tmp_path / "model.onnx").path
+    files = [str(f) for f in sorted(sim_sample.glob("*.root"))[:2]]
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "analysis_with_tagger.py"), "--model", str(model),
+         "--out", str(tmp_path / "plots"), "--classes", "QCD,Hbb", "--tiny", "--scores", *files],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "jets tagged" in result.stdout
+    for name in ("QCD", "Hbb"):
+        assert (tmp_path / "plots" / f"score_{name}.png").stat().st_size > 10_000
+    assert list((tmp_path / "plots" / "scores").rglob("*.parquet"))
