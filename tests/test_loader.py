@@ -404,6 +404,29 @@ def test_cached_and_pickled_datasets_yield_the_same(mixed_index):
                 assert torch.equal(ids, batch.jet_id) and torch.equal(features, batch.features)
 
 
+def test_cache_reads_each_row_group_once_over_epochs(mixed_index, monkeypatch):
+    from hepmpm.data import loader
+
+    reads = []
+    original = loader._GroupReader._read
+
+    def counted(self, group):
+        reads.append(group)
+        return original(self, group)
+
+    monkeypatch.setattr(loader._GroupReader, "_read", counted)
+    cached = JetDataset(mixed_index, "train", batch_size=30, shuffle=True, cache=True)
+    first = [b.jet_id for b in cached]
+    n_groups = len(reads)
+    assert n_groups == len(set(reads)) > 0
+    cached.set_epoch(1)
+    second = [b.jet_id for b in cached]
+    assert len(reads) == n_groups  # the second epoch came from memory
+    assert sorted(torch.cat(first).tolist()) == sorted(torch.cat(second).tolist())
+    copied = pickle.loads(pickle.dumps(cached))  # the reader (open files) is not pickled
+    assert copied._cache_reader is None
+
+
 # ---------------------------------------------------------------- selections
 
 

@@ -151,6 +151,8 @@ class JetDataset(IterableDataset):
         self._group_number = index.row_groups.number[groups]
         self._group_rows = index.row_groups.rows[groups]
         self._group_of = np.repeat(np.arange(len(groups)), self._group_count)
+        # With ``cache``, one reader per process keeps the jets from epoch to epoch.
+        self._cache_reader: _GroupReader | None = None
         if self.drop_last and self.n_jets < self.batch_size:
             raise HepmpmError(
                 f"drop_last=True with batch_size {self.batch_size}, but {selection.description} "
@@ -259,10 +261,21 @@ class JetDataset(IterableDataset):
         start, stop = self._worker_range(rank, world_size, worker, n_workers)
         return self._batches(self.epoch, start, stop)
 
+    def __getstate__(self) -> dict:
+        # Open parquet files and cached arrays stay in their process; workers make their own.
+        return {**self.__dict__, "_cache_reader": None}
+
+    def _reader(self) -> _GroupReader:
+        if not self.cache:
+            return _GroupReader(self)  # forgets each row group after use
+        if self._cache_reader is None:
+            self._cache_reader = _GroupReader(self)
+        return self._cache_reader
+
     def _batches(self, epoch: int, start: int, stop: int) -> Iterator[JetBatch]:
         if start >= stop:
             return
-        reader = _GroupReader(self)
+        reader = self._reader()
         order = self._group_order(epoch)
         block_size = self.shuffle_buffer
         carry = _Pool.empty(self.n_features)
