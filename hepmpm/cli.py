@@ -180,6 +180,12 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set trainer.max_steps=200",
     )  # fmt: skip
+    parser.add_argument(
+        "--devices", help="devices per node, or 'auto' (trainer.devices; DDP when more than one)"
+    )
+    parser.add_argument(
+        "--num-nodes", type=_positive_int, help="nodes (trainer.num_nodes; torchrun or SLURM)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=_run_pretrain)
 
@@ -187,12 +193,17 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
 def _run_pretrain(args: argparse.Namespace) -> int:
     from hepmpm.training.pretrain import run_pretrain
 
+    overrides = list(args.overrides)
+    if args.devices is not None:
+        overrides.append(f"trainer.devices={args.devices}")
+    if args.num_nodes is not None:
+        overrides.append(f"trainer.num_nodes={args.num_nodes}")
     metrics = run_pretrain(
         args.config,
         args.data,
         args.out,
         tokenizer_dir=args.tokenizer,
-        overrides=args.overrides,
+        overrides=overrides,
         resume=args.resume,
         show_progress=not args.no_progress,
     )

@@ -152,8 +152,7 @@ def test_ddp_on_two_cpu_processes(skim_dir, kmeans17, tmp_path):
         "--tokenizer", str(kmeans17), "--out", str(out), "--no-progress",
         "--set", KMEANS, "--set", "trainer.max_steps=6", "--set", "trainer.val_every_steps=3",
         "--set", "trainer.val_batches=1", "--set", "data.batch_size=32",
-        "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=2",
-        "--set", "trainer.strategy=ddp",
+        "--set", "trainer.accelerator=cpu", "--set", "trainer.strategy=ddp", "--devices", "2",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
