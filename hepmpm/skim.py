@@ -23,7 +23,7 @@ from hepmpm.errors import HepmpmError
 from hepmpm.features import IMPACT_PARAMETER_INPUTS, get_feature_set
 from hepmpm.processors.constituent_skim import ConstituentSkim
 from hepmpm.processors.jet_selection import JetSelection
-from hepmpm.processors.running import build_fileset, make_runner
+from hepmpm.processors.running import build_fileset, find_user_error, make_runner
 
 SHARDS_DIR = "shards"
 
@@ -69,22 +69,6 @@ def _existing_manifest(out: Path, settings_hash: str) -> dict[str, Any] | None:
             "selection); choose another --out or delete that folder"
         )
     return manifest
-
-
-def _find_user_error(err: BaseException) -> HepmpmError | None:
-    """The :class:`HepmpmError` behind an exception coffea wrapped (chained, or by message)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, HepmpmError):
-            return err
-        seen.add(id(err))
-        # Process-pool executors re-raise a copy without __cause__; the message keeps our repr.
-        text = str(err)
-        if "HepmpmError(" in text:
-            inner = text.split("HepmpmError(", 1)[1].rsplit(")", 1)[0].strip("'\"")
-            return HepmpmError(inner.replace("\\'", "'"))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def _missing_inputs_record(missing: dict[str, set[str]]) -> dict[str, Any]:
@@ -194,7 +178,7 @@ def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str
         (staging / SHARDS_DIR).replace(out / SHARDS_DIR)
         write_json_atomic(out / MANIFEST_NAME, manifest)
     except Exception as err:
-        user_error = _find_user_error(err)
+        user_error = find_user_error(err)
         if user_error is not None and user_error is not err:
             raise user_error from None
         raise

@@ -26,9 +26,8 @@ import uhi.io.json
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.errors import HepmpmError
 from hepmpm.processors.jet_selection import JetSelection
-from hepmpm.processors.running import build_fileset, make_runner
+from hepmpm.processors.running import build_fileset, find_user_error, make_runner
 from hepmpm.processors.tagger import SCORES_SUBDIR, TaggerProcessor
-from hepmpm.skim import _find_user_error
 
 SUMMARY_NAME, HISTS_NAME = "summary.json", "hists.json"
 
@@ -86,7 +85,7 @@ def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, 
         if (staging / SCORES_SUBDIR).exists():
             (staging / SCORES_SUBDIR).replace(out / SCORES_SUBDIR)
     except Exception as err:
-        user_error = _find_user_error(err)
+        user_error = find_user_error(err)
         if user_error is not None and user_error is not err:
             raise user_error from None
         raise

@@ -125,6 +125,25 @@ def _read_fileset_json(path: Path) -> dict[str, Any]:
     return fileset
 
 
+def find_user_error(err: BaseException) -> HepmpmError | None:
+    """The :class:`HepmpmError` behind an exception coffea wrapped (chained, or by message).
+
+    Runs re-raise it as it is, so a bad input file gives its one clear line, not a traceback.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, HepmpmError):
+            return err
+        seen.add(id(err))
+        # Process-pool executors re-raise a copy without __cause__; the message keeps our repr.
+        text = str(err)
+        if "HepmpmError(" in text:
+            inner = text.split("HepmpmError(", 1)[1].rsplit(")", 1)[0].strip("'\"")
+            return HepmpmError(inner.replace("\\'", "'"))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 @contextlib.contextmanager
 def make_runner(
     executor: str,
@@ -142,10 +161,14 @@ def make_runner(
     if scheduler and executor != "dask":
         raise HepmpmError("--scheduler needs --executor dask")
     with contextlib.ExitStack() as stack:
+        # Local chunks are not retried: an error reading a local file is not transient, and a
+        # bad input should fail at once. Remote Dask workers keep coffea's retries.
         if executor == "iterative":
-            run_executor = processor.IterativeExecutor(status=show_progress)
+            run_executor = processor.IterativeExecutor(status=show_progress, retries=0)
         elif executor == "futures":
-            run_executor = processor.FuturesExecutor(workers=workers, status=show_progress)
+            run_executor = processor.FuturesExecutor(
+                workers=workers, status=show_progress, retries=0
+            )
         else:
             run_executor = processor.DaskExecutor(
                 client=stack.enter_context(_dask_client(workers, scheduler)),
