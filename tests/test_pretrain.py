@@ -175,6 +175,14 @@ def test_resume_refuses_another_size(skim_dir, kmeans17, short_run):
         pretrain(skim_dir, short_run, kmeans17, "mpm.mode=v2", resume=True)
 
 
+def test_resume_refuses_another_tokenizer(skim_dir, short_run, tmp_path):
+    other = tmp_path / "kmeans"
+    config = load_tokenizer_config("tiny_kmeans", ["fit.seed=1"])
+    run_tokenizer(config, skim_dir, other, False)
+    with pytest.raises(HepmpmError, match=r"tokenizer\.weights_sha256 = '\w+', this run"):
+        pretrain(skim_dir, short_run, other, resume=True)
+
+
 def test_resume_refuses_another_feature_set(skim_mpm7id, kmeans7, short_run):
     with pytest.raises(HepmpmError, match=r"feature_set = 'part17', this run has .* 'mpm7id'"):
         pretrain(skim_mpm7id, short_run, kmeans7, resume=True)

@@ -19,6 +19,7 @@ an N-step run; resuming with a larger ``max_steps`` alone stretches the schedule
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import warnings
@@ -291,6 +292,21 @@ def _load_tokenizer_for(
     return tokenizer
 
 
+def _tokenizer_identity(tokenizer: torch.nn.Module | None) -> dict[str, Any] | None:
+    """Kind, size and a hash of the weights: a resumed run must use the same tokenizer."""
+    if tokenizer is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tokenizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    return {
+        "kind": tokenizer.kind,
+        "n_tokens": tokenizer.n_tokens,
+        "weights_sha256": digest.hexdigest()[:16],
+    }
+
+
 def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
     """The checkpoint to resume from; clear errors for a folder of another run or model."""
     last = out / "checkpoints" / "last.ckpt"
@@ -304,7 +320,7 @@ def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | 
     if not saved.is_file():
         raise HepmpmError(f"cannot resume {last}: {saved} (what the run trained) is missing")
     previous = json.loads(saved.read_text())
-    for key in ("feature_set", "features", "backbone", "mpm", "n_tokens"):
+    for key in ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer"):
         for name, before, now in _differences(key, previous.get(key), record[key]):
             raise HepmpmError(
                 f"cannot resume {last}: it was trained with {name} = {before!r}, "
@@ -366,6 +382,7 @@ def run_pretrain(
         "backbone": config.backbone.model_dump(),
         "mpm": config.mpm.model_dump(),
         "n_tokens": n_tokens,
+        "tokenizer": _tokenizer_identity(tokenizer),
     }
     ckpt_path = _check_resumable(out, record, resume)
     module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
