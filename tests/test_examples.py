@@ -33,3 +33,18 @@ def test_analysis_with_tagger(sim_sample, tmp_path):
     for name in ("QCD", "Hbb"):
         assert (tmp_path / "plots" / f"score_{name}.png").stat().st_size > 10_000
     assert list((tmp_path / "plots" / "scores").rglob("*.parquet"))
+
+
+def test_pretrain_on_data(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pretrain_on_data.py"), "--out", str(tmp_path / "w"),
+         "--tiny"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("fine", "scr"))]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("finetune", "sim"), ("finetune", "data"), ("scratch", "sim"), ("scratch", "data"),
+    ]  # fmt: skip
+    assert all(0 <= float(r[2]) <= 1 and 0 <= float(r[3]) <= 1 for r in rows)
+    assert (tmp_path / "w" / "pretrain" / "backbone.json").is_file()
