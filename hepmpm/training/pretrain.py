@@ -355,6 +355,7 @@ _EXPECTED_WARNINGS = (
     r".*module\(s\) in eval mode.*",
     r".*smaller than the logging interval.*",
     r".*sync_dist=True.*",  # validation sums are reduced over ranks before logging
+    r"Checkpoint directory .* exists and is not empty",  # --resume (otherwise refused)
 )
 
 
