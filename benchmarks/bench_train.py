@@ -73,10 +73,10 @@ def synthetic_jets(batch: int, particles: int, device: str, seed: int = 0) -> di
 
 
 def build_mpm(size: str):
-    from hepmpm.config import load_config
+    from hepmpm.config import load_config, resolve_config_path
     from hepmpm.features import PART17
     from hepmpm.models.mpm import MaskedParticleModel, choose_masked, mpm_losses
-    from hepmpm.training.pretrain import PretrainConfig, resolve_config_path
+    from hepmpm.training.pretrain import PretrainConfig
 
     config = load_config(PretrainConfig, resolve_config_path(size, "pretrain"))
     mpm = config.mpm.model_copy(update={"targets": {"vqvae": 1.0}})

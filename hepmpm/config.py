@@ -33,6 +33,29 @@ def packaged_config_path(*parts: str) -> Path:
     return Path(str(resources.files("hepmpm.configs").joinpath(*parts)))
 
 
+def packaged_configs(folder: str) -> list[str]:
+    """Names of the configs packaged in ``configs/FOLDER`` (``tiny``, ``small``, ...)."""
+    return sorted(Path(p).stem for p in Path(packaged_config_path(folder)).glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path, folder: str) -> Path:
+    """The YAML file a config argument means: a path, or the name of a packaged config
+    (``small`` → ``configs/FOLDER/small.yaml``); a clear error listing the names otherwise."""
+    text = str(name_or_path)
+    path = Path(text)
+    if text.endswith((".yaml", ".yml")) or "/" in text or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    packaged = packaged_config_path(folder, f"{text}.yaml")
+    if not packaged.is_file():
+        raise ConfigError(
+            f"unknown {folder} config {text!r}; packaged: {', '.join(packaged_configs(folder))}, "
+            "or give the path of a .yaml file"
+        )
+    return packaged
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()

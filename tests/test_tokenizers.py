@@ -20,6 +20,7 @@ import torch
 from conftest import make_skim
 
 from hepmpm.cli import main
+from hepmpm.config import packaged_configs
 from hepmpm.data.loader import JetDataset
 from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.features import MPM7ID, PART17, FeatureSet, Transform
@@ -31,7 +32,6 @@ from hepmpm.tokenizers import (
     load_tokenizer_config,
     save_tokenizer,
 )
-from hepmpm.tokenizers.config import packaged_tokenizer_configs
 from hepmpm.tokenizers.train import VQVAELightning, run_tokenizer, staging_path
 
 
@@ -257,7 +257,7 @@ def test_cli_errors_name_the_bad_key(skim_dir, tmp_path, capsys, tiny_vqvae):
 
 
 def test_packaged_configs():
-    assert {"vqvae", "kmeans", "tiny", "tiny_kmeans"} <= set(packaged_tokenizer_configs())
+    assert {"vqvae", "kmeans", "tiny", "tiny_kmeans"} <= set(packaged_configs("tokenizer"))
     vqvae = load_tokenizer_config("vqvae")
     assert vqvae.model.codebook_size == 512 and vqvae.model.latent_dim == 16  # MPMv1
     assert vqvae.model.quantizer.kmeans_init and vqvae.model.quantizer.threshold_ema_dead_code > 0

@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field
 
 from hepmpm.atomic import write_json_atomic
-from hepmpm.config import StrictModel, load_config, packaged_config_path
+from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
 
@@ -74,12 +74,7 @@ class QuickstartConfig(StrictModel):
 
 def load_profile(profile: str | Path, overrides: list[str] | None = None) -> QuickstartConfig:
     """A packaged profile (``tiny``, ``default``) or a YAML file, with ``key=value`` overrides."""
-    path = Path(profile)
-    if profile in PROFILES:
-        path = packaged_config_path("quickstart", f"{profile}.yaml")
-    elif not path.is_file():
-        raise HepmpmError(f"no quickstart profile {profile!r}: use {', '.join(PROFILES)} or a file")
-    return load_config(QuickstartConfig, path, overrides)
+    return load_config(QuickstartConfig, resolve_config_path(profile, "quickstart"), overrides)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from hepmpm.config import (
     StrictModel,
     apply_overrides,
     load_yaml_with_inheritance,
-    packaged_config_path,
     parse_config,
+    resolve_config_path,
 )
-from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.errors import ConfigError
 from hepmpm.tokenizers.kmeans import KMeansConfig, KMeansFitConfig
 from hepmpm.tokenizers.vqvae import VQVAEConfig
 
@@ -98,34 +98,12 @@ _CONFIG_CLASSES: dict[str, type[StrictModel]] = {
 }
 
 
-def packaged_tokenizer_configs() -> list[str]:
-    """Names of the packaged tokenizer configs (``vqvae``, ``kmeans``, ...)."""
-    return sorted(p.stem for p in packaged_config_path("tokenizer").glob("*.yaml"))
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A packaged config name (``vqvae``) or the path of a YAML file → the file's path."""
-    text = str(name_or_path)
-    if not text.endswith((".yaml", ".yml")) and "/" not in text:
-        path = packaged_config_path("tokenizer", f"{text}.yaml")
-        if not path.is_file():
-            raise HepmpmError(
-                f"unknown tokenizer config {text!r}; packaged: "
-                f"{', '.join(packaged_tokenizer_configs())}, or give the path of a .yaml file"
-            )
-        return path
-    path = Path(text)
-    if not path.is_file():
-        raise HepmpmError(f"tokenizer config file {path} does not exist")
-    return path
-
-
 def load_tokenizer_config(
     name_or_path: str | Path, overrides: list[str] | None = None
 ) -> TokenizerRunConfig:
     """Read a tokenizer config (packaged name or path; ``inherit:`` allowed), apply
     ``a.b=value`` overrides, validate it as the class its ``kind`` names."""
-    path = resolve_config_path(name_or_path)
+    path = resolve_config_path(name_or_path, "tokenizer")
     data = apply_overrides(load_yaml_with_inheritance(path), overrides or [])
     kind = data.get("kind")
     if kind not in _CONFIG_CLASSES:

@@ -16,14 +16,12 @@ checkpoint when re-run with the same config and skim (from the start of that epo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import math
 import shutil
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +52,7 @@ from hepmpm.tokenizers.kmeans import (
 )
 from hepmpm.tokenizers.store import TOKENIZER_FILE, save_tokenizer
 from hepmpm.tokenizers.vqvae import VQVAETokenizer
-from hepmpm.training.devices import resolve_precision, uses_cuda
+from hepmpm.training.devices import resolve_precision, torch_threads, uses_cuda
 
 RUN_FILE = "run.json"
 LOSS_NAMES = ("loss", "reconstruction", "id", "commitment")
@@ -226,18 +224,6 @@ def _datasets(
     return train, val
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (``None``: leave the setting alone)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _train_vqvae(
     config: VQVAETrainingConfig,
     manifest: SkimManifest,
@@ -406,7 +392,7 @@ def run_tokenizer(
         write_json_atomic(staging / RUN_FILE, {"run_hash": run_hash})
 
     if isinstance(config, VQVAETrainingConfig):
-        with _torch_threads(config.trainer.cpu_threads):
+        with torch_threads(config.trainer.cpu_threads):
             tokenizer, metrics, is_writer = _train_vqvae(
                 config, manifest, staging, resumed, show_progress
             )

@@ -40,7 +40,13 @@ from pydantic import Field
 
 from hepmpm import __version__
 from hepmpm.atomic import atomic_path, write_json_atomic
-from hepmpm.config import StrictModel, apply_overrides, load_config, parse_config
+from hepmpm.config import (
+    StrictModel,
+    apply_overrides,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
 from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
 from hepmpm.errors import HepmpmError
@@ -50,17 +56,10 @@ from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
 from hepmpm.models.classifier import HeadConfig, JetTagger
 from hepmpm.models.store import load_backbone, save_tagger
 from hepmpm.studies.metrics import classification_metrics
-from hepmpm.tokenizers.train import _torch_threads
 from hepmpm.training.datamodule import DataConfig, JetDataModule
-from hepmpm.training.devices import resolve_precision, uses_cuda
-from hepmpm.training.pretrain import (
-    _EXPECTED_WARNINGS,
-    PretrainDataModule,
-    PretrainTrainerConfig,
-    _differences,
-    _loggers,
-    resolve_config_path,
-)
+from hepmpm.training.devices import resolve_precision, torch_threads, uses_cuda
+from hepmpm.training.pretrain import PretrainDataModule, PretrainTrainerConfig
+from hepmpm.training.runs import EXPECTED_WARNINGS, config_differences, make_loggers
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
 
 #: The fine-tuning modes, for loops in studies.
@@ -357,7 +356,7 @@ def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
     previous = json.loads(saved.read_text()) if saved.is_file() else {}
     if last.is_file() or previous:
         for key in ("kind", "feature_set", "mode", "labels", "classes", "backbone", "head"):
-            for name, before, now in _differences(key, previous.get(key), record[key]):
+            for name, before, now in config_differences(key, previous.get(key), record[key]):
                 raise HepmpmError(
                     f"cannot resume in {out}: it was run with {name} = {before!r}, "
                     f"this run has {name} = {now!r}"
@@ -444,7 +443,7 @@ def run_finetune(
         log_every_n_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
         enable_progress_bar=show_progress,
         enable_model_summary=False,
-        logger=_loggers(out),  # a resumed run logs to the next version_N
+        logger=make_loggers(out),  # a resumed run logs to the next version_N
         callbacks=[
             ModelCheckpoint(
                 dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
@@ -458,11 +457,11 @@ def run_finetune(
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     with warnings.catch_warnings():
-        for message in _EXPECTED_WARNINGS:
+        for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         if ckpt_path is not None:  # resuming: the checkpoints are there on purpose
             warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
-        with _torch_threads(t.cpu_threads):
+        with torch_threads(t.cpu_threads):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics: dict[str, Any] = {
         "mode": config.mode,
@@ -476,7 +475,7 @@ def run_finetune(
     if not trainer.is_global_zero:
         return metrics
     device = "cuda" if uses_cuda(t.accelerator) else "cpu"
-    with _torch_threads(t.cpu_threads):
+    with torch_threads(t.cpu_threads):
         metrics["test"] = evaluate_tagger(
             module.tagger, datamodule.index, chosen, "test", config.data.domains,
             config.data.batch_size, device,

@@ -20,7 +20,6 @@ an N-step run; resuming with a larger ``max_steps`` alone stretches the schedule
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,12 +31,11 @@ import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from pydantic import Field
 
 from hepmpm import __version__
 from hepmpm.atomic import atomic_path, write_json_atomic
-from hepmpm.config import StrictModel, load_config, packaged_config_path
+from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, get_feature_set
@@ -50,9 +48,9 @@ from hepmpm.models.mpm import (
     mpm_losses,
 )
 from hepmpm.models.store import save_backbone
-from hepmpm.tokenizers.train import _torch_threads
 from hepmpm.training.datamodule import DataConfig, JetDataModule
-from hepmpm.training.devices import resolve_precision
+from hepmpm.training.devices import resolve_precision, torch_threads
+from hepmpm.training.runs import EXPECTED_WARNINGS, config_differences, make_loggers
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
 
 
@@ -90,17 +88,6 @@ class PretrainConfig(StrictModel):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     trainer: PretrainTrainerConfig = Field(default_factory=PretrainTrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-
-
-def resolve_config_path(name_or_path: str | Path, folder: str) -> Path:
-    """A config file path, or the name of a packaged one (``small`` → configs/FOLDER/small.yaml)."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    packaged = packaged_config_path(folder, f"{name_or_path}.yaml")
-    if not packaged.is_file():
-        raise HepmpmError(f"no config file {name_or_path!r} and no packaged config of that name")
-    return packaged
 
 
 class ResumableBatches:
@@ -321,42 +308,12 @@ def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | 
         raise HepmpmError(f"cannot resume {last}: {saved} (what the run trained) is missing")
     previous = json.loads(saved.read_text())
     for key in ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer"):
-        for name, before, now in _differences(key, previous.get(key), record[key]):
+        for name, before, now in config_differences(key, previous.get(key), record[key]):
             raise HepmpmError(
                 f"cannot resume {last}: it was trained with {name} = {before!r}, "
                 f"this run has {name} = {now!r}"
             )
     return last
-
-
-def _differences(name: str, before: Any, now: Any) -> Iterator[tuple[str, Any, Any]]:
-    """(dotted key, old, new) of each leaf where two config records differ."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        for key in sorted(set(before) | set(now)):
-            yield from _differences(f"{name}.{key}", before.get(key), now.get(key))
-    elif before != now:
-        yield name, before, now
-
-
-def _loggers(out: Path) -> list[Logger]:
-    """CSV logs always, TensorBoard's too when it is installed (each run: a new version_N)."""
-    loggers: list[Logger] = [CSVLogger(out, name="logs")]
-    if any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
-        loggers.append(TensorBoardLogger(out, name="tensorboard", default_hp_metric=False))
-    return loggers
-
-
-# Lightning warnings that say nothing about a pre-training run: the loader is an IterableDataset
-# with a length, the frozen tokenizer is in eval mode on purpose, few batches per epoch.
-_EXPECTED_WARNINGS = (
-    r".*does not have many workers.*",
-    r".*IterableDataset.*__len__.*",
-    r".*isinstance\(treespec, LeafSpec\).*",
-    r".*module\(s\) in eval mode.*",
-    r".*smaller than the logging interval.*",
-    r".*sync_dist=True.*",  # validation sums are reduced over ranks before logging
-    r"Checkpoint directory .* exists and is not empty",  # --resume (otherwise refused)
-)
 
 
 def run_pretrain(
@@ -403,7 +360,7 @@ def run_pretrain(
         log_every_n_steps=t.log_every_steps,
         enable_progress_bar=show_progress,
         enable_model_summary=False,
-        logger=_loggers(out),  # a resumed run logs to the next version_N
+        logger=make_loggers(out),  # a resumed run logs to the next version_N
         callbacks=[
             ModelCheckpoint(
                 dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
@@ -417,9 +374,9 @@ def run_pretrain(
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     with warnings.catch_warnings():
-        for message in _EXPECTED_WARNINGS:
+        for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
-        with _torch_threads(t.cpu_threads):
+        with torch_threads(t.cpu_threads):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
     # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
