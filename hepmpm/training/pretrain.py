@@ -380,7 +380,8 @@ def run_pretrain(
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
     # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
-    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    # The full state (optimizer, schedule, loop position) is what an exact resume needs.
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         save_backbone(
