@@ -97,15 +97,22 @@ def test_histograms_and_summary(iterative_run):
     assert written["feature_set"] == "part17" and written["class_names"] == list(CLASS_NAMES)
 
 
-def test_futures_executor_gives_identical_scores(iterative_run, model, sim_sample, tmp_path):
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_parallel_executors_give_identical_scores(
+    iterative_run, model, sim_sample, tmp_path, executor
+):
+    """Two worker processes (a process pool, or a distributed.LocalCluster): same scores."""
     out, _, _ = iterative_run
     run_tag(
-        TagRequest(model=model, inputs=[sim_sample], out=tmp_path, executor="futures", workers=2),
+        TagRequest(
+            model=model, inputs=[sim_sample], out=tmp_path, executor=executor, workers=2,
+            chunksize=200,
+        ),
         show_progress=False,
-    )
-    futures, iterative = read_scores(tmp_path), read_scores(out)
+    )  # fmt: skip
+    parallel, iterative = read_scores(tmp_path), read_scores(out)
     for name in [*KEY, *SCORES]:
-        np.testing.assert_array_equal(futures[name], iterative[name])
+        np.testing.assert_array_equal(parallel[name], iterative[name])
 
 
 def test_real_pfnano_file_is_tagged(model, tmp_path):
