@@ -485,6 +485,47 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study(commands: argparse._SubParsersAction) -> None:
+    from hepmpm.studies.runner import STUDIES
+
+    parser = commands.add_parser(
+        "study",
+        help="run a study: label-scan, new-classes, cwola, sim-to-real (tables, plots, summary)",
+        description=(
+            "Run one of the studies of what pre-training buys, every point with several seeds: "
+            "results (CSV/JSON), mean ± std plots (PNG) and a summary (markdown + HTML) in --out. "
+            "Samples, skims, pre-training and finished runs are kept, so a re-run completes an "
+            "interrupted study."
+        ),
+    )
+    parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(STUDIES)}")
+    parser.add_argument(
+        "--config", type=Path,
+        help="study YAML (default: the packaged configs/studies/NAME.yaml, '-' as '_')",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--tiny", action="store_true",
+        help="the config's tiny section: small samples, few steps, seconds to a minute",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set seeds=[0,1,2,3]",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(run=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from hepmpm.studies.runner import run_study
+
+    summary = run_study(
+        args.name, args.out, args.config, args.overrides, args.tiny, not args.no_progress
+    )
+    print(f"summary: {summary} (and {summary.with_suffix('.html')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hepmpm",
@@ -501,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_tag(commands)
     _add_quickstart(commands)
+    _add_study(commands)
     return parser
 
 

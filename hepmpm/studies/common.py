@@ -1,0 +1,382 @@
+"""What the studies share: typed configs, cached samples and skims, pre-training, fine-tuning
+runs, result tables (one row per arm × point × seed, then mean ± std) and the summary page.
+
+A study folder ``OUT`` holds the results (``results.csv/json``, ``aggregated.csv/json``),
+the plots, ``summary.md``/``summary.html`` and ``work/``: generated samples (unless
+``samples_dir`` points elsewhere), skims, pre-training and one folder per fine-tuning run.
+Every step is skipped on a re-run once its final file exists (a generated sample, a skim's
+manifest, a backbone's ``backbone.json``, a run's ``metrics.json``), so an interrupted study
+goes on where it stopped; ``OUT/study.json`` records the config, and a folder made with
+another config is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import Field
+
+from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.config import StrictModel, apply_overrides, load_yaml_with_inheritance, parse_config
+from hepmpm.errors import HepmpmError
+from hepmpm.jetclass import CLASS_NAMES
+from hepmpm.studies.pages import Section, markdown_table
+
+StudyT = TypeVar("StudyT", bound="StudyConfig")
+
+#: Top-level key of a study YAML whose mapping is merged over the rest by ``--tiny``.
+TINY_KEY = "tiny"
+
+
+class Stage(StrictModel):
+    """A training stage: a packaged config name (``tiny``, ``small``) or YAML path, and
+    ``key=value`` overrides of it."""
+
+    config: str
+    overrides: list[str] = Field(default_factory=list)
+
+
+class SampleConfig(StrictModel):
+    """A generated sample: generator preset, classes and jets per class (Pythia 8 + FastJet)."""
+
+    preset: Literal["sim", "data"] = "sim"
+    classes: list[str]
+    jets_per_class: int = Field(ge=10)
+    seed: int = Field(1, ge=0)
+
+    def model_post_init(self, _context: object) -> None:
+        unknown = [c for c in self.classes if c not in CLASS_NAMES]
+        if unknown or not self.classes:
+            raise ValueError(f"classes must be among {list(CLASS_NAMES)}; got {unknown or 'none'}")
+
+
+class StudyConfig(StrictModel):
+    """Keys every study has (configs/studies/*.yaml); each study adds its own."""
+
+    seeds: list[int] = Field(min_length=1, description="fine-tuning seeds; plots show mean ± std")
+    workers: int = Field(2, ge=1, description="generator processes")
+    feature_set: Literal["part17", "mpm7id"] = "part17"
+    samples_dir: str | None = Field(
+        None, description="folder of generated samples, shareable across studies (null: OUT/work)"
+    )
+    pretrain_seed: int = Field(0, ge=0, description="seed of the (single) pre-training")
+    tokenizer: Stage | None = Field(None, description="tokenizer fit, when a target needs one")
+    pretrain: Stage
+    finetune: Stage
+
+
+def load_study_config(
+    model: type[StudyT], path: Path, overrides: Sequence[str] = (), tiny: bool = False
+) -> StudyT:
+    """Read a study YAML (with ``inherit:``); with ``tiny`` merge its ``tiny:`` section over
+    it; apply ``a.b=value`` overrides last. Unknown keys are errors naming the file."""
+    data = load_yaml_with_inheritance(Path(path))
+    tiny_section = data.pop(TINY_KEY, None)
+    if tiny:
+        if not isinstance(tiny_section, dict):
+            raise HepmpmError(f"config {path} has no '{TINY_KEY}:' section for --tiny")
+        data = _merge(data, tiny_section)
+    data = apply_overrides(data, list(overrides))
+    return parse_config(model, data, f"study config {path}")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class StudyFolder:
+    """The output folder of a study and its cached work (see the module docstring)."""
+
+    def __init__(self, out: Path, config: StudyConfig, name: str) -> None:
+        self.root = Path(out)
+        self.config = config
+        self.work = self.root / "work"
+        self.samples = Path(config.samples_dir) if config.samples_dir else self.work / "samples"
+        self._claim(name)
+
+    def _claim(self, name: str) -> None:
+        record = self.root / "study.json"
+        dumped = self.config.model_dump(mode="json")
+        digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
+        if record.is_file():
+            previous = json.loads(record.read_text())
+            if (previous.get("study"), previous.get("config_hash")) != (name, digest):
+                raise HepmpmError(
+                    f"{self.root} holds study {previous.get('study')!r} made with another config "
+                    f"({previous.get('config_hash')} vs {digest}); choose another --out"
+                )
+            return
+        if self.root.exists() and any(self.root.iterdir()):
+            raise HepmpmError(f"{self.root} exists and is not a study folder; choose another --out")
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(record, {"study": name, "config_hash": digest, "config": dumped})
+
+    def sample(self, spec: SampleConfig, progress: bool) -> dict[str, Path]:
+        """Generate (or complete) ``spec``; its ROOT file per class. Samples of the same preset,
+        size and seed share one folder, whatever classes each study asks for."""
+        from hepmpm.generate.preset import load_preset
+        from hepmpm.generate.sample import SampleRequest, generate_sample
+
+        folder = self.samples / f"{spec.preset}-j{spec.jets_per_class}-s{spec.seed}"
+        request = SampleRequest(
+            preset=load_preset(spec.preset),
+            classes=tuple(spec.classes),
+            jets_per_class=spec.jets_per_class,
+            seed=spec.seed,
+            naming="pfnano",
+            out=folder,
+        )
+        manifest = generate_sample(request, workers=self.config.workers, show_progress=progress)
+        files = {entry["class"]: folder / name for name, entry in manifest["files"].items()}
+        return {c: files[c] for c in spec.classes}
+
+    def skim(self, name: str, files: Iterable[Path], domain: str, progress: bool) -> Path:
+        """Skim ``files`` into ``work/skims/NAME`` (kept when complete with the same inputs)."""
+        from hepmpm.skim import SkimRequest, run_skim
+
+        out = self.work / "skims" / name
+        request = SkimRequest(
+            inputs=sorted(files), out=out, feature_set=self.config.feature_set, domain=domain
+        )
+        run_skim(request, show_progress=progress)
+        return out
+
+    def pretrain(self, name: str, skim: Path, progress: bool) -> Path:
+        """Pre-train once on ``skim`` (labels unused) into ``work/pretrain/NAME``, fitting the
+        tokenizer first when one is configured; kept once ``backbone.json`` exists."""
+        from hepmpm.training.pretrain import run_pretrain
+
+        out = self.work / "pretrain" / name
+        if (out / "backbone.json").is_file():
+            return out
+        tokenizer_dir = None
+        if self.config.tokenizer is not None:
+            tokenizer_dir = self._tokenizer(name, skim, progress)
+        resume = (out / "checkpoints" / "last.ckpt").is_file()
+        if not resume:
+            shutil.rmtree(out, ignore_errors=True)  # an attempt stopped before its first checkpoint
+        stage = self.config.pretrain
+        run_pretrain(
+            stage.config,
+            skim,
+            out,
+            tokenizer_dir=tokenizer_dir,
+            overrides=[f"trainer.seed={self.config.pretrain_seed}", *stage.overrides],
+            resume=resume,
+            show_progress=progress,
+        )
+        return out
+
+    def _tokenizer(self, name: str, skim: Path, progress: bool) -> Path:
+        from hepmpm.tokenizers.config import load_tokenizer_config
+        from hepmpm.tokenizers.train import run_tokenizer
+
+        out = self.work / "tokenizer" / name
+        if not (out / "tokenizer.json").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            stage = self.config.tokenizer
+            assert stage is not None
+            run_tokenizer(load_tokenizer_config(stage.config, stage.overrides), skim, out, progress)
+        return out
+
+    def finetune(
+        self,
+        run: str,
+        skim: Path,
+        backbone: Path | None,
+        mode: str,
+        labels: int | None,
+        classes: list[str],
+        seed: int,
+        progress: bool,
+    ) -> tuple[Path, dict[str, Any]]:
+        """One fine-tuning run in ``work/runs/RUN`` (kept once its ``metrics.json`` exists):
+        the folder and :func:`~hepmpm.training.finetune.run_finetune`'s metrics."""
+        from hepmpm.training.finetune import run_finetune
+
+        out = self.work / "runs" / run
+        done = out / "metrics.json"
+        if done.is_file():
+            return out, json.loads(done.read_text())
+        shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts over (seconds-scale)
+        stage = self.config.finetune
+        metrics = run_finetune(
+            stage.config,
+            skim,
+            out,
+            backbone_dir=None if mode == "scratch" else backbone,
+            mode=mode,
+            labels=labels,
+            classes=classes,
+            overrides=stage.overrides,
+            seed=seed,
+            show_progress=progress,
+        )
+        # The tagger (tagger.pt) is what later steps read; Lightning's checkpoints only resume.
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return out, metrics
+
+
+def quiet_lightning() -> None:
+    """Keep a study's log readable: Lightning's per-run notes (devices, tips) say nothing here."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:
+    """Mean over the signal classes of the QCD rejection ``key`` of a
+    :func:`~hepmpm.studies.metrics.classification_metrics` result. An unbounded rejection (no
+    QCD jet passes) counts as the number of QCD test jets, the bound the sample can show."""
+    per_class = test["per_class"]
+    n_qcd = per_class.get("QCD", {}).get("n_jets", 0)
+    values = [
+        min(entry[key], float(n_qcd))
+        for name, entry in per_class.items()
+        if name != "QCD" and entry.get(key) is not None
+    ]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def tagger_row(test: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of a test evaluation: accuracy, macro AUC, mean QCD rejection at
+    50% signal efficiency and mean one-vs-QCD AUC."""
+    aucs = [
+        e["auc_vs_qcd"] for n, e in test["per_class"].items() if e.get("auc_vs_qcd") is not None
+    ]
+    return {
+        "accuracy": float(test["accuracy"]),
+        "macro_auc": float(test["macro_auc"]) if test["macro_auc"] is not None else float("nan"),
+        "mean_auc_vs_qcd": float(np.mean(aucs)) if aucs else float("nan"),
+        "mean_rejection_50": mean_rejection(test),
+    }
+
+
+def aggregate(
+    rows: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Mean and standard deviation (ddof=1; 0 for one seed) of ``values`` over the rows that
+    share ``keys``, in the order the groups first appear: ``{**keys, seeds, V_mean, V_std}``."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    out = []
+    for group_key, members in groups.items():
+        entry: dict[str, Any] = dict(zip(keys, group_key, strict=True)) | {"seeds": len(members)}
+        for value in values:
+            series = np.array([float(m[value]) for m in members], dtype=np.float64)
+            entry[f"{value}_mean"] = float(np.mean(series))
+            entry[f"{value}_std"] = float(np.std(series, ddof=1)) if len(series) > 1 else 0.0
+        out.append(entry)
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]:
+    """Write ``rows`` (flat dicts of the same keys) as ``PATH.csv`` and ``PATH.json``,
+    atomically; non-finite numbers become empty cells / ``null``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = list(rows[0]) if rows else []
+    csv_path, json_path = path.with_suffix(".csv"), path.with_suffix(".json")
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if _json_safe(v) is None else v for k, v in row.items()})
+    write_json_atomic(json_path, [{k: _json_safe(v) for k, v in row.items()} for row in rows])
+    return csv_path, json_path
+
+
+def pm(mean: float, std: float, digits: int = 3) -> str:
+    """``mean ± std`` as text."""
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def comparison_lines(
+    aggregated: Sequence[dict[str, Any]],
+    point_key: str,
+    arm_key: str,
+    value: str,
+    reference: str,
+    label: Callable[[Any], str] = str,
+) -> list[str]:
+    """Sentences comparing each arm with ``reference`` at every point: the difference of the
+    means of ``value`` and whether it exceeds the two standard deviations combined."""
+    table = {(a[arm_key], a[point_key]): a for a in aggregated}
+    points = list(dict.fromkeys(a[point_key] for a in aggregated))
+    arms = [a for a in dict.fromkeys(a[arm_key] for a in aggregated) if a != reference]
+    lines = []
+    for arm in arms:
+        parts = []
+        for point in points:
+            this, ref = table.get((arm, point)), table.get((reference, point))
+            if this is None or ref is None:
+                continue
+            diff = this[f"{value}_mean"] - ref[f"{value}_mean"]
+            spread = math.hypot(this[f"{value}_std"], ref[f"{value}_std"])
+            verdict = "beyond" if abs(diff) > spread else "within"
+            parts.append(f"{label(point)}: {diff:+.3f} ({verdict} the spread ±{spread:.3f})")
+        if parts:
+            lines.append(f"{value}, {arm} − {reference}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def aggregated_section(
+    title: str,
+    aggregated: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    values: Sequence[str],
+    text: Sequence[str] = (),
+    figures: Sequence[Path] = (),
+) -> Section:
+    """A page section with the mean ± std table of ``values`` for every group of ``keys``."""
+    header = [*keys, "seeds", *values]
+    rows = [
+        [*(a[k] for k in keys), a["seeds"], *(pm(a[f"{v}_mean"], a[f"{v}_std"]) for v in values)]
+        for a in aggregated
+    ]
+    return Section(title, text=text, table=(header, rows), figures=figures)
+
+
+def curves(
+    aggregated: Sequence[dict[str, Any]], arm_key: str, point_key: str, value: str
+) -> tuple[list[Any], dict[str, tuple[list[float], list[float]]]]:
+    """(points, arm → (means, stds)) of ``value``, for :func:`.plots.mean_std_curves`."""
+    points = sorted(dict.fromkeys(a[point_key] for a in aggregated))
+    table = {(a[arm_key], a[point_key]): a for a in aggregated}
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for arm in dict.fromkeys(a[arm_key] for a in aggregated):
+        means = [table[(arm, p)][f"{value}_mean"] for p in points if (arm, p) in table]
+        stds = [table[(arm, p)][f"{value}_std"] for p in points if (arm, p) in table]
+        if len(means) == len(points):
+            out[str(arm)] = (means, stds)
+    return points, out
+
+
+def markdown_summary_table(
+    aggregated: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
+) -> str:
+    """The mean ± std table as markdown (for the results README)."""
+    section = aggregated_section("", aggregated, keys, values)
+    assert section.table is not None
+    return markdown_table(*section.table)

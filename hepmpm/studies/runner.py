@@ -1,0 +1,72 @@
+"""``hepmpm study NAME``: the registry of studies, their packaged configs, and the entry point."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hepmpm.config import packaged_config_path
+from hepmpm.errors import HepmpmError
+from hepmpm.studies.common import StudyConfig, load_study_config, quiet_lightning
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study: its module (with ``run(config, out, progress, echo)``) and config class."""
+
+    module: str
+    config_class: str
+
+    def load(self) -> tuple[type[StudyConfig], Callable[..., Path]]:
+        module = importlib.import_module(f"hepmpm.studies.{self.module}")
+        return getattr(module, self.config_class), module.run
+
+
+#: Study names (the CLI's) → where they live; configs/studies/MODULE.yaml is the default config.
+STUDIES: dict[str, Study] = {
+    "label-scan": Study("label_scan", "LabelScanConfig"),
+    "new-classes": Study("new_classes", "NewClassesConfig"),
+    "cwola": Study("cwola", "CwolaConfig"),
+    "sim-to-real": Study("sim_to_real", "SimToRealConfig"),
+}
+
+
+def get_study(name: str) -> Study:
+    """The study called ``name``; an unknown name is an error listing the known ones."""
+    if name not in STUDIES:
+        raise HepmpmError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}")
+    return STUDIES[name]
+
+
+def default_config(name: str) -> Path:
+    """The packaged config of study ``name`` (configs/studies/label_scan.yaml, ...)."""
+    return packaged_config_path("studies", f"{get_study(name).module}.yaml")
+
+
+def run_study(
+    name: str,
+    out: Path,
+    config_path: Path | None = None,
+    overrides: Sequence[str] = (),
+    tiny: bool = False,
+    show_progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Path:
+    """Run (or complete) study ``name`` into ``out``; returns its ``summary.md``.
+
+    ``config_path``: a study YAML (default: the packaged one); ``tiny``: merge its ``tiny:``
+    section (seconds-scale samples and training); ``overrides``: ``a.b=value``, applied last.
+    """
+    study = get_study(name)
+    path = Path(config_path) if config_path is not None else default_config(name)
+    config_class, run = study.load()
+    config = load_study_config(config_class, path, overrides, tiny)
+    quiet_lightning()
+    started = time.perf_counter()
+    echo(f"study {name} ({path}{', tiny' if tiny else ''}) -> {out}")
+    summary = run(config, Path(out), show_progress, echo)
+    echo(f"study {name} complete in {time.perf_counter() - started:.0f} s: {summary}")
+    return summary

@@ -1,0 +1,225 @@
+"""`hepmpm study NAME --tiny`: every study end to end on one shared tiny sample (real Pythia,
+coffea skims, Lightning pre-training and fine-tuning), its tables, plots and summary; the
+CWoLa mixtures; the aggregation; caching on re-run; clear errors for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hepmpm.cli import main
+from hepmpm.data.index import JetIndex
+from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.jetclass import CLASS_INDEX
+from hepmpm.studies.common import aggregate, mean_rejection
+from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
+from hepmpm.studies.runner import STUDIES, run_study
+
+SEEDS = 3
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> dict[str, Path]:
+    """Every study in --tiny mode, the generated samples shared between them."""
+    root = tmp_path_factory.mktemp("studies")
+    share = [f"samples_dir={root / 'samples'}"]
+    outs = {}
+    for name in STUDIES:
+        outs[name] = root / name
+        if name == "label-scan":  # one through the command line
+            args = ["study", name, "--tiny", "--out", str(outs[name]), "--no-progress"]
+            assert main([*args, "--set", share[0]]) == 0
+        else:
+            run_study(name, outs[name], overrides=share, tiny=True, show_progress=False)
+    return outs
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _check_outputs(out: Path, points: int, arms: int, plots: list[str]) -> list[dict]:
+    for name in ("results.csv", "results.json", "aggregated.csv", "aggregated.json"):
+        assert (out / name).is_file(), name
+    for plot in plots:
+        png = out / plot
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+    rows = _rows(out / "results.csv")
+    assert len(rows) == points * arms * SEEDS
+    assert json.loads((out / "results.json").read_text())[0].keys() == rows[0].keys()
+    aggregated = _rows(out / "aggregated.csv")
+    assert len(aggregated) == points * arms
+    assert all(int(a["seeds"]) == SEEDS for a in aggregated)
+    summary = (out / "summary.md").read_text()
+    assert "±" in summary and f"over {SEEDS} seeds" in summary
+    for plot in plots:
+        assert f"]({plot})" in summary
+    html = (out / "summary.html").read_text()
+    assert html.count("data:image/png;base64,") == len(plots)
+    return rows
+
+
+def _in(rows: list[dict], key: str, low: float, high: float) -> None:
+    values = [float(r[key]) for r in rows]
+    assert all(low <= v <= high for v in values), (key, values)
+
+
+def test_label_scan(studies):
+    out = studies["label-scan"]
+    rows = _check_outputs(out, 2, 3, ["accuracy_vs_labels.png", "mean_rejection_50_vs_labels.png"])
+    assert {r["arm"] for r in rows} == {"scratch", "frozen", "finetune"}
+    assert {r["labels"] for r in rows} == {"12", "36"}
+    _in(rows, "accuracy", 0, 1)
+    _in(rows, "macro_auc", 0, 1)
+    _in(rows, "mean_rejection_50", 1, math.inf)
+    # Mean ± std in the aggregated table are those of the per-seed rows.
+    aggregated = json.loads((out / "aggregated.json").read_text())
+    first = aggregated[0]
+    seeds = [float(r["accuracy"]) for r in rows if r["arm"] == first["arm"]
+             and int(r["labels"]) == first["labels"]]  # fmt: skip
+    assert first["accuracy_mean"] == pytest.approx(np.mean(seeds))
+    assert first["accuracy_std"] == pytest.approx(np.std(seeds, ddof=1))
+    # The pre-training ran once, on the unlabelled sample, and every run kept its tagger.
+    assert (out / "work" / "pretrain" / "sim" / "backbone.json").is_file()
+    assert len(list((out / "work" / "runs").glob("*/n*/seed*/tagger.pt"))) == len(rows)
+
+
+def test_new_classes(studies):
+    out = studies["new-classes"]
+    rows = _check_outputs(out, 1, 2, ["accuracy_vs_labels.png", "mean_rejection_50_vs_labels.png"])
+    _in(rows, "accuracy", 0, 1)
+    # Pre-training saw only its classes' jets; the tagger only the held-out ones (and QCD).
+    skims = out / "work" / "skims"
+    pre = set(np.unique(JetIndex.from_skim(skims / "pretrain-classes").labels).tolist())
+    fine = set(np.unique(JetIndex.from_skim(skims / "finetune-classes").labels).tolist())
+    assert pre == {CLASS_INDEX["QCD"], CLASS_INDEX["Hbb"]}
+    assert fine == {CLASS_INDEX[c] for c in ("QCD", "Wqq", "Tbqq")}
+    record = json.loads((out / "work/runs/finetune/n36/seed0/tagger.json").read_text())
+    assert record["class_names"] == ["QCD", "Wqq", "Tbqq"]
+
+
+def test_cwola(studies):
+    out = studies["cwola"]
+    plots = [
+        "auc_vs_n_signal.png", "eps_s_at_0p2_vs_n_signal.png",
+        "eps_s_at_0p05_vs_n_signal.png", "si_at_0p2_vs_n_signal.png",
+    ]  # fmt: skip
+    rows = _check_outputs(out, 2, 2, plots)
+    _in(rows, "auc", 0, 1)
+    _in(rows, "eps_s_at_0.2", 0, 1)
+    _in(rows, "si_at_0.05", 0, 1 / math.sqrt(0.05))
+    assert {r["n_signal"] for r in rows} == {"0", "24"}
+    # The mixtures: no signal in B at n_signal=0, the injected count at 24.
+    index = JetIndex.from_skim(out / "work" / "skims" / "mixture-n24-seed0")
+    manifest = json.loads((out / "work/skims/mixture-n24-seed0/manifest.json").read_text())
+    assert manifest["derived"]["n_signal_train"] == 24
+    assert set(np.unique(index.labels).tolist()) == {0, CLASS_INDEX["Tbqq"]}
+
+
+def test_sim_to_real(studies):
+    out = studies["sim-to-real"]
+    plots = [
+        "accuracy_sim_vs_data.png", "mean_rejection_50_sim_vs_data.png",
+        "features_sim_vs_data.png", "roc_sim_vs_data.png",
+    ]  # fmt: skip
+    rows = _check_outputs(out, 1, 3, plots)
+    assert {r["arm"] for r in rows} == {"pre-train on data", "pre-train on sim", "scratch"}
+    _in(rows, "sim_accuracy", 0, 1)
+    _in(rows, "data_accuracy", 0, 1)
+    for r in rows:
+        drop = float(r["sim_accuracy"]) - float(r["data_accuracy"])
+        assert float(r["accuracy_drop"]) == pytest.approx(drop)
+    # Two backbones, each pre-trained on its own domain's skim.
+    for domain in ("sim", "data"):
+        assert (out / "work" / "pretrain" / domain / "backbone.json").is_file()
+        skim = json.loads((out / "work" / "skims" / domain / "manifest.json").read_text())
+        assert {s["domain"] for s in skim["shards"]} == {domain}
+
+
+def test_rerun_is_cached_and_other_config_refused(studies, capsys):
+    out = studies["new-classes"]
+    before = (out / "results.csv").read_text()
+    share = f"samples_dir={out.parent / 'samples'}"
+    lines = []
+    run_study("new-classes", out, overrides=[share], tiny=True, echo=lines.append,
+              show_progress=False)  # fmt: skip
+    assert (out / "results.csv").read_text() == before
+    with pytest.raises(HepmpmError, match="another config"):
+        run_study("new-classes", out, overrides=[share, "seeds=[5, 6, 7]"], tiny=True)
+    args = ["study", "new-classes", "--tiny", "--out", str(out), "--set", "seeds=[5, 6, 7]"]
+    assert main(args) == 2
+    assert "choose another --out" in capsys.readouterr().err
+
+
+def test_bad_input(tmp_path, capsys):
+    with pytest.raises(HepmpmError, match=r"unknown study 'label_scan'.*label-scan"):
+        run_study("label_scan", tmp_path / "x")
+    assert main(["study", "no-such", "--out", str(tmp_path / "y")]) == 2
+    assert "unknown study 'no-such'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown key 'label'"):
+        run_study("label-scan", tmp_path / "z", overrides=["label=[10]"], tiny=True)
+    with pytest.raises(ConfigError, match=r"unknown key 'sample\.jets'"):
+        run_study("label-scan", tmp_path / "z", overrides=["sample.jets=3"])
+    with pytest.raises(ConfigError, match="signal"):
+        run_study("cwola", tmp_path / "z", overrides=["signal=QCD"], tiny=True)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inherit: nothing.yaml\n")
+    assert main(["study", "cwola", "--config", str(bad), "--out", str(tmp_path / "w")]) == 2
+    assert "nothing.yaml" in capsys.readouterr().err
+    no_tiny = tmp_path / "no_tiny.yaml"
+    no_tiny.write_text("seeds: [0]\n")
+    with pytest.raises(HepmpmError, match="no 'tiny:' section"):
+        run_study("cwola", tmp_path / "v", config_path=no_tiny, tiny=True)
+    assert not (tmp_path / "z").exists() and not (tmp_path / "v").exists()
+
+
+def test_cwola_mixtures_and_efficiency(skim_dir, tmp_path):
+    index = JetIndex.from_skim(skim_dir)
+    top = CLASS_INDEX["Tbqq"]
+    positions, labels, counts = mixture_positions(index, top, 8, seed=3)
+    truth = index.labels[positions]
+    assert len(set(positions.tolist())) == len(positions)
+    assert set(truth.tolist()) <= {0, top}
+    # A (label 0) is pure QCD; B holds exactly the injected signal of the train split.
+    assert (truth[labels == 0] == 0).all()
+    train = index.split_code[positions] == 0
+    assert ((truth == top) & train).sum() == 8 == counts["n_signal_train"]
+    assert counts["train_a_jets"] == (train & (labels == 0)).sum()
+    again, _, _ = mixture_positions(index, top, 8, seed=3)
+    assert (again == positions).all()
+    with pytest.raises(HepmpmError, match="raise signal_jets"):
+        mixture_positions(index, top, 10_000, seed=3)
+    out = write_relabelled_skim(skim_dir, tmp_path / "mix", positions, labels, {"seed": 3})
+    mixed = JetIndex.from_skim(out)
+    assert len(mixed) == len(positions)
+    # Same jets (so the same splits), relabelled.
+    order = np.argsort(positions, kind="stable")
+    assert (mixed.ids() == index.ids(positions[order])).all()
+    assert (mixed.labels == labels[order]).all()
+    assert (mixed.split_code == index.split_code[positions[order]]).all()
+    # Signal efficiency at fixed background efficiency.
+    background = np.arange(100) / 100.0  # uniform in [0, 1)
+    signal = np.array([0.995, 0.985, 0.5, 0.2])
+    assert signal_efficiency(signal, background, 0.005) == 0.25  # no QCD jet may pass
+    assert signal_efficiency(signal, background, 0.01) == 0.5  # the cut at 0.985 passes 0.99
+    assert signal_efficiency(signal, background, 0.6) == 0.75
+
+
+def test_aggregate_and_rejection():
+    rows = [{"arm": a, "n": n, "seed": s, "x": float(s + n)} for a in "ab" for n in (1, 2)
+            for s in range(3)]  # fmt: skip
+    out = aggregate(rows, ("arm", "n"), ("x",))
+    assert all(o["seeds"] == 3 for o in out)
+    assert [(o["arm"], o["n"], o["x_mean"], o["x_std"]) for o in out] == [
+        ("a", 1, 2.0, 1.0), ("a", 2, 3.0, 1.0), ("b", 1, 2.0, 1.0), ("b", 2, 3.0, 1.0)
+    ]  # fmt: skip
+    test = {"per_class": {
+        "QCD": {"n_jets": 40}, "Wqq": {"rejection_50": 10.0}, "Tbqq": {"rejection_50": math.inf},
+    }}  # fmt: skip
+    assert mean_rejection(test) == pytest.approx(25.0)  # inf counts as 40 QCD test jets
