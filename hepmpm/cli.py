@@ -10,9 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hepmpm import __version__
 from hepmpm.errors import HepmpmError
+
+if TYPE_CHECKING:
+    from hepmpm.processors.jet_selection import JetSelection
 
 
 def _positive_int(text: str) -> int:
@@ -23,6 +27,46 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _add_overrides(parser: argparse.ArgumentParser, what: str, example: str) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override a {what} value, e.g. --set {example}",
+    )  # fmt: skip
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _add_runner(parser: argparse.ArgumentParser) -> None:
+    """How a coffea Runner spreads the chunks (skim, tag)."""
+    parser.add_argument("--executor", choices=["iterative", "futures", "dask"], default="iterative")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="processes (futures, local dask)"
+    )
+    parser.add_argument("--chunksize", type=_positive_int, default=100_000, help="events per chunk")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="remote Dask scheduler")
+
+
+def _add_jet_selection(parser: argparse.ArgumentParser, max_particles_help: str) -> None:
+    """The FatJet selection shared by the skim and the tagger."""
+    parser.add_argument("--min-pt", type=float, default=200.0, metavar="GEV", help="jet pT cut")
+    parser.add_argument("--max-eta", type=float, default=2.4, help="jet |eta| cut")
+    parser.add_argument("--min-constituents", type=_positive_int, default=2)
+    parser.add_argument("--max-particles", type=_positive_int, help=max_particles_help)
+
+
+def _jet_selection(args: argparse.Namespace, max_particles: int) -> JetSelection:
+    from hepmpm.processors.jet_selection import JetSelection
+
+    return JetSelection(
+        min_pt=args.min_pt,
+        max_eta=args.max_eta,
+        min_constituents=args.min_constituents,
+        max_particles=max_particles,
+    )
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:
@@ -54,11 +98,8 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
         "--jets-per-file", type=_positive_int, default=5000,
         help="maximum jets per output file (default: 5000)",
     )  # fmt: skip
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a preset value, e.g. --set detector.hcal.energy_scale=0.95",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_overrides(parser, "preset", "detector.hcal.energy_scale=0.95")
+    _add_progress(parser)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.set_defaults(run=_run_generate)
 
@@ -95,18 +136,9 @@ def _add_skim(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_FILESET")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--executor", choices=["iterative", "futures", "dask"], default="iterative")
-    parser.add_argument(
-        "--workers", type=_positive_int, default=1, help="processes (futures, local dask)"
-    )
-    parser.add_argument(
-        "--chunksize", type=_positive_int, default=100_000, help="events per chunk/shard"
-    )
+    _add_runner(parser)
     parser.add_argument("--feature-set", choices=["part17", "mpm7id"], default="part17")
-    parser.add_argument("--max-particles", type=_positive_int, default=128)
-    parser.add_argument("--min-pt", type=float, default=200.0, metavar="GEV", help="jet pT cut")
-    parser.add_argument("--max-eta", type=float, default=2.4, help="jet |eta| cut")
-    parser.add_argument("--min-constituents", type=_positive_int, default=2)
+    _add_jet_selection(parser, "keep the N hardest particles (default: 128)")
     parser.add_argument(
         "--domain", help="domain of plain ROOT inputs (default: a generated folder's preset)"
     )
@@ -114,25 +146,18 @@ def _add_skim(commands: argparse._SubParsersAction) -> None:
         "--require-impact-parameters", action="store_true",
         help="fail on files without d0/dz instead of filling zeros (recorded in the manifest)",
     )  # fmt: skip
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="remote Dask scheduler")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_progress(parser)
     parser.set_defaults(run=_run_skim)
 
 
 def _run_skim(args: argparse.Namespace) -> int:
-    from hepmpm.processors.jet_selection import JetSelection
     from hepmpm.skim import SkimRequest, run_skim
 
     request = SkimRequest(
         inputs=args.inputs,
         out=args.out,
         feature_set=args.feature_set,
-        selection=JetSelection(
-            min_pt=args.min_pt,
-            max_eta=args.max_eta,
-            min_constituents=args.min_constituents,
-            max_particles=args.max_particles,
-        ),
+        selection=_jet_selection(args, args.max_particles or 128),
         executor=args.executor,
         workers=args.workers,
         chunksize=args.chunksize,
@@ -176,17 +201,14 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tokenizer", type=Path, help="tokenizer folder (hepmpm tokenizer)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set trainer.max_steps=200",
-    )  # fmt: skip
+    _add_overrides(parser, "config", "trainer.max_steps=200")
     parser.add_argument(
         "--devices", help="devices per node, or 'auto' (trainer.devices; DDP when more than one)"
     )
     parser.add_argument(
         "--num-nodes", type=_positive_int, help="nodes (trainer.num_nodes; torchrun or SLURM)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_progress(parser)
     parser.set_defaults(run=_run_pretrain)
 
 
@@ -231,11 +253,8 @@ def _add_tokenizer(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--data", type=Path, required=True, help="skim folder (manifest.json)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set trainer.max_steps=1000",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_overrides(parser, "config", "trainer.max_steps=1000")
+    _add_progress(parser)
     parser.set_defaults(run=_run_tokenizer)
 
 
@@ -319,27 +338,16 @@ def _add_tag(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_FILESET")
     parser.add_argument("--model", type=Path, required=True, help="ONNX file (hepmpm export)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--executor", choices=["iterative", "futures", "dask"], default="iterative")
-    parser.add_argument(
-        "--workers", type=_positive_int, default=1, help="processes (futures, local dask)"
-    )
-    parser.add_argument("--chunksize", type=_positive_int, default=100_000, help="events/chunk")
+    _add_runner(parser)
     parser.add_argument("--threads", type=_positive_int, help="onnxruntime threads per worker")
-    parser.add_argument("--min-pt", type=float, default=200.0, metavar="GEV", help="jet pT cut")
-    parser.add_argument("--max-eta", type=float, default=2.4, help="jet |eta| cut")
-    parser.add_argument("--min-constituents", type=_positive_int, default=2)
-    parser.add_argument(
-        "--max-particles", type=_positive_int, help="particle cap (default: the model's)"
-    )
+    _add_jet_selection(parser, "particle cap (default: the model's)")
     parser.add_argument("--no-scores", action="store_true", help="histograms only, no parquet")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="remote Dask scheduler")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_progress(parser)
     parser.set_defaults(run=_run_tag)
 
 
 def _run_tag(args: argparse.Namespace) -> int:
     from hepmpm.export import read_model_info
-    from hepmpm.processors.jet_selection import JetSelection
     from hepmpm.tag import TagRequest, run_tag
 
     info = read_model_info(args.model)
@@ -347,12 +355,7 @@ def _run_tag(args: argparse.Namespace) -> int:
         model=args.model,
         inputs=args.inputs,
         out=args.out,
-        selection=JetSelection(
-            min_pt=args.min_pt,
-            max_eta=args.max_eta,
-            min_constituents=args.min_constituents,
-            max_particles=args.max_particles or info.max_particles,
-        ),
+        selection=_jet_selection(args, args.max_particles or info.max_particles),
         executor=args.executor,
         workers=args.workers,
         chunksize=args.chunksize,
@@ -411,11 +414,8 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed of the init and the labelled subset")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set trainer.max_steps=200",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_overrides(parser, "config", "trainer.max_steps=200")
+    _add_progress(parser)
     parser.set_defaults(run=_run_finetune)
 
 
@@ -468,11 +468,8 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
         "--profile", default="default",
         help="tiny (about a minute), default (about ten minutes on 2 cores) or a YAML file",
     )  # fmt: skip
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a profile value, e.g. --set sim.jets_per_class=1000",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_overrides(parser, "profile", "sim.jets_per_class=1000")
+    _add_progress(parser)
     parser.set_defaults(run=_run_quickstart)
 
 
@@ -508,11 +505,8 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
         "--tiny", action="store_true",
         help="the config's tiny section: small samples, few steps, seconds to a minute",
     )  # fmt: skip
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set seeds=[0,1,2,3]",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_overrides(parser, "config", "seeds=[0,1,2,3]")
+    _add_progress(parser)
     parser.set_defaults(run=_run_study)
 
 
