@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,12 +33,10 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from pydantic import Field
 
 from hepmpm import __version__
-from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.atomic import write_json_atomic
 from hepmpm.config import (
     StrictModel,
     apply_overrides,
@@ -57,9 +54,15 @@ from hepmpm.models.classifier import HeadConfig, JetTagger
 from hepmpm.models.store import load_backbone, save_tagger
 from hepmpm.studies.metrics import classification_metrics
 from hepmpm.training.datamodule import DataConfig, JetDataModule
-from hepmpm.training.devices import resolve_precision, torch_threads, uses_cuda
-from hepmpm.training.pretrain import PretrainDataModule, PretrainTrainerConfig
-from hepmpm.training.runs import EXPECTED_WARNINGS, config_differences, make_loggers
+from hepmpm.training.devices import torch_threads, uses_cuda
+from hepmpm.training.pretrain import PretrainDataModule
+from hepmpm.training.runs import (
+    TrainerConfig,
+    config_differences,
+    fit,
+    make_trainer,
+    start_run_folder,
+)
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
 
 #: The fine-tuning modes, for loops in studies.
@@ -91,7 +94,7 @@ class FinetuneConfig(StrictModel):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     head: HeadConfig = Field(default_factory=HeadConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    trainer: PretrainTrainerConfig = Field(default_factory=PretrainTrainerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
 
     def model_post_init(self, _context: object) -> None:
@@ -427,42 +430,17 @@ def run_finetune(
     module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
     if pretrained is not None:
         module.tagger.backbone.load_state_dict(pretrained.state_dict())
-    trainer = L.Trainer(
-        max_steps=t.max_steps,
-        val_check_interval=t.val_every_steps,
-        check_val_every_n_epoch=None,
-        limit_val_batches=t.val_batches,
-        num_sanity_val_steps=0,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=resolve_precision(t.accelerator, t.precision),
-        gradient_clip_val=config.optimizer.grad_clip,
+    trainer = make_trainer(
+        t,
+        out,
+        config.optimizer.grad_clip,
+        show_progress,
         # An epoch of a few labelled jets can be shorter than the logging interval.
-        log_every_n_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
-        enable_progress_bar=show_progress,
-        enable_model_summary=False,
-        logger=make_loggers(out),  # a resumed run logs to the next version_N
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
-            ),
-            LearningRateMonitor(logging_interval="step"),
-        ],
+        log_every_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
     )
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "run.json", {**record, "hepmpm_version": __version__})
-        with atomic_path(out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    with warnings.catch_warnings():
-        for message in EXPECTED_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
-        if ckpt_path is not None:  # resuming: the checkpoints are there on purpose
-            warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
-        with torch_threads(t.cpu_threads):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
+    fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
     metrics: dict[str, Any] = {
         "mode": config.mode,
         "classes": class_names,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from pydantic import Field
 
 from hepmpm import __version__
-from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
 from hepmpm.errors import HepmpmError
@@ -49,35 +45,14 @@ from hepmpm.models.mpm import (
 )
 from hepmpm.models.store import save_backbone
 from hepmpm.training.datamodule import DataConfig, JetDataModule
-from hepmpm.training.devices import resolve_precision, torch_threads
-from hepmpm.training.runs import EXPECTED_WARNINGS, config_differences, make_loggers
+from hepmpm.training.runs import (
+    TrainerConfig,
+    config_differences,
+    fit,
+    make_trainer,
+    start_run_folder,
+)
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
-
-
-class TrainerConfig(StrictModel):
-    """Steps, validation cadence, devices and precision."""
-
-    max_steps: int = Field(2000, ge=1)
-    val_every_steps: int = Field(200, ge=1)
-    val_batches: int = Field(20, ge=1, description="validation batches per check")
-    seed: int = Field(0, ge=0)
-    accelerator: str = Field("auto", description="auto, cpu, gpu")
-    devices: int | str = Field(1, description="number of devices, or 'auto'")
-    num_nodes: int = Field(1, ge=1)
-    strategy: str = Field("auto", description="auto (DDP when devices > 1), ddp, ...")
-    precision: str = Field("auto", description="auto: bf16-mixed on CUDA, else 32-true")
-    log_every_steps: int = Field(10, ge=1)
-
-
-class PretrainTrainerConfig(TrainerConfig):
-    """:class:`TrainerConfig` plus the length of the learning-rate schedule."""
-
-    schedule_steps: int | None = Field(
-        None, ge=1, description="steps the LR schedule spans (None: max_steps)"
-    )
-    cpu_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads during the run (None: torch's default)"
-    )
 
 
 class PretrainConfig(StrictModel):
@@ -86,7 +61,7 @@ class PretrainConfig(StrictModel):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     mpm: MPMConfig = Field(default_factory=MPMConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    trainer: PretrainTrainerConfig = Field(default_factory=PretrainTrainerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
 
 
@@ -345,39 +320,10 @@ def run_pretrain(
     ckpt_path = _check_resumable(out, record, resume)
     module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
     t = config.trainer
-    trainer = L.Trainer(
-        max_steps=t.max_steps,
-        val_check_interval=t.val_every_steps,
-        check_val_every_n_epoch=None,
-        limit_val_batches=t.val_batches,
-        num_sanity_val_steps=0,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=resolve_precision(t.accelerator, t.precision),
-        gradient_clip_val=config.optimizer.grad_clip,
-        log_every_n_steps=t.log_every_steps,
-        enable_progress_bar=show_progress,
-        enable_model_summary=False,
-        logger=make_loggers(out),  # a resumed run logs to the next version_N
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
-            ),
-            LearningRateMonitor(logging_interval="step"),
-        ],
-    )
+    trainer = make_trainer(t, out, config.optimizer.grad_clip, show_progress)
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "run.json", {**record, "hepmpm_version": __version__})
-        with atomic_path(out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    with warnings.catch_warnings():
-        for message in EXPECTED_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
-        with torch_threads(t.cpu_threads):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
+    fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
     # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
     # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
     # The full state (optimizer, schedule, loop position) is what an exact resume needs.

@@ -1,14 +1,103 @@
-"""What every hepmpm training run (pre-training, fine-tuning) shares: its loggers, the
-Lightning warnings that say nothing about it, and the comparison of configs on ``--resume``."""
+"""What every hepmpm training run (pre-training, fine-tuning) shares: the trainer settings and
+the Lightning ``Trainer`` made from them, the run folder's records and loggers, the Lightning
+warnings that say nothing about a run, and the comparison of configs on ``--resume``."""
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from pydantic import BaseModel, Field
+
+from hepmpm.atomic import atomic_path, write_json_atomic
+from hepmpm.config import StrictModel
+from hepmpm.training.devices import resolve_precision, torch_threads
+
+
+class TrainerConfig(StrictModel):
+    """Steps, validation cadence, devices, precision and threads of a training run."""
+
+    max_steps: int = Field(2000, ge=1)
+    schedule_steps: int | None = Field(
+        None, ge=1, description="steps the LR schedule spans (None: max_steps)"
+    )
+    val_every_steps: int = Field(200, ge=1)
+    val_batches: int = Field(20, ge=1, description="validation batches per check")
+    seed: int = Field(0, ge=0)
+    accelerator: str = Field("auto", description="auto, cpu, gpu")
+    devices: int | str = Field(1, description="number of devices, or 'auto'")
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field("auto", description="auto (DDP when devices > 1), ddp, ...")
+    precision: str = Field("auto", description="auto: bf16-mixed on CUDA, else 32-true")
+    log_every_steps: int = Field(10, ge=1)
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads during the run (None: torch's default)"
+    )
+
+
+def make_trainer(
+    config: TrainerConfig,
+    out: Path,
+    grad_clip: float,
+    show_progress: bool,
+    log_every_steps: int | None = None,
+) -> L.Trainer:
+    """A step-based Lightning ``Trainer`` writing checkpoints (last, best by ``val/loss``) and
+    logs into ``out``; a resumed run logs to the next ``version_N``."""
+    return L.Trainer(
+        max_steps=config.max_steps,
+        val_check_interval=config.val_every_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=config.val_batches,
+        num_sanity_val_steps=0,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=resolve_precision(config.accelerator, config.precision),
+        gradient_clip_val=grad_clip,
+        log_every_n_steps=log_every_steps or config.log_every_steps,
+        enable_progress_bar=show_progress,
+        enable_model_summary=False,
+        logger=make_loggers(out),
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
+            ),
+            LearningRateMonitor(logging_interval="step"),
+        ],
+    )
+
+
+def start_run_folder(out: Path, record: dict[str, Any], config: BaseModel) -> None:
+    """``run.json`` (what must match on ``--resume``) and ``config.yaml`` (the resolved config)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "run.json", record)
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def fit(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: Path | None,
+    cpu_threads: int | None,
+) -> None:
+    """``trainer.fit`` (resuming from ``ckpt_path``, read without pickle) with ``cpu_threads``
+    torch threads and without the warnings of :data:`EXPECTED_WARNINGS`."""
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        with torch_threads(cpu_threads):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
 
 def config_differences(name: str, before: Any, now: Any) -> Iterator[tuple[str, Any, Any]]:
