@@ -23,7 +23,7 @@ from hepmpm.errors import HepmpmError
 from hepmpm.features import IMPACT_PARAMETER_INPUTS, get_feature_set
 from hepmpm.processors.constituent_skim import ConstituentSkim
 from hepmpm.processors.jet_selection import JetSelection
-from hepmpm.processors.running import build_fileset, find_user_error, make_runner
+from hepmpm.processors.running import build_fileset, make_runner
 
 SHARDS_DIR = "shards"
 
@@ -177,11 +177,6 @@ def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str
         _remove_stale_shards(out / SHARDS_DIR)
         (staging / SHARDS_DIR).replace(out / SHARDS_DIR)
         write_json_atomic(out / MANIFEST_NAME, manifest)
-    except Exception as err:
-        user_error = find_user_error(err)
-        if user_error is not None and user_error is not err:
-            raise user_error from None
-        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest, output["hists"]

@@ -26,7 +26,7 @@ import uhi.io.json
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.errors import HepmpmError
 from hepmpm.processors.jet_selection import JetSelection
-from hepmpm.processors.running import build_fileset, find_user_error, make_runner
+from hepmpm.processors.running import build_fileset, make_runner
 from hepmpm.processors.tagger import SCORES_SUBDIR, TaggerProcessor
 
 SUMMARY_NAME, HISTS_NAME = "summary.json", "hists.json"
@@ -84,11 +84,6 @@ def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, 
             output = runner(fileset, processor_instance=tagger)
         if (staging / SCORES_SUBDIR).exists():
             (staging / SCORES_SUBDIR).replace(out / SCORES_SUBDIR)
-    except Exception as err:
-        user_error = find_user_error(err)
-        if user_error is not None and user_error is not err:
-            raise user_error from None
-        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     info = tagger.tagger.info

@@ -125,7 +125,7 @@ def _read_fileset_json(path: Path) -> dict[str, Any]:
     return fileset
 
 
-def find_user_error(err: BaseException) -> HepmpmError | None:
+def _find_user_error(err: BaseException) -> HepmpmError | None:
     """The :class:`HepmpmError` behind an exception coffea wrapped (chained, or by message).
 
     Runs re-raise it as it is, so a bad input file gives its one clear line, not a traceback.
@@ -154,7 +154,8 @@ def make_runner(
 ) -> Iterator[processor.Runner]:
     """A coffea ``Runner`` on the named executor; a local Dask cluster lives as long as the block.
 
-    ``scheduler`` (``tcp://host:port``) connects to an existing Dask cluster instead.
+    ``scheduler`` (``tcp://host:port``) connects to an existing Dask cluster instead. A
+    :class:`HepmpmError` raised by a processor leaves the block as itself, not wrapped by coffea.
     """
     if executor not in EXECUTORS:
         raise HepmpmError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
@@ -180,9 +181,17 @@ def make_runner(
         warnings.filterwarnings(
             "ignore", message="Missing cross-reference index", category=RuntimeWarning
         )
-        yield processor.Runner(
+        runner = processor.Runner(
             executor=run_executor, schema=NanoAODSchema, chunksize=chunksize, savemetrics=False
         )
+        try:
+            yield runner
+        except Exception as err:
+            # coffea wraps what a processor raised: a bad input surfaces as its own one line.
+            user_error = _find_user_error(err)
+            if user_error is not None and user_error is not err:
+                raise user_error from None
+            raise
 
 
 @contextlib.contextmanager

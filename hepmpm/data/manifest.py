@@ -8,13 +8,13 @@ shards listed here, so leftovers of an interrupted run are never read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, get_feature_set
+from hepmpm.records import read_record
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "hepmpm-skim"
@@ -48,17 +48,13 @@ def load_manifest(directory: Path) -> SkimManifest:
     """Read and check ``directory/manifest.json``; errors say what is missing or inconsistent."""
     directory = Path(directory)
     path = directory / MANIFEST_NAME
-    if not path.is_file():
-        raise HepmpmError(
-            f"{directory} is not a skim folder: no {MANIFEST_NAME} "
-            "(make one with `hepmpm skim ... --out DIR`; an interrupted skim writes none)"
-        )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HepmpmError(f"{path}: not valid JSON ({err})") from None
-    if raw.get("format") != MANIFEST_FORMAT:
-        raise HepmpmError(f"{path}: format is {raw.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    raw = read_record(
+        path,
+        MANIFEST_FORMAT,
+        ("feature_set", "features", "shards"),
+        absent=f"{directory} is not a skim folder: no {MANIFEST_NAME} "
+        "(make one with `hepmpm skim ... --out DIR`; an interrupted skim writes none)",
+    )
     feature_set = get_feature_set(raw["feature_set"])
     if tuple(raw["features"]) != feature_set.names:
         raise HepmpmError(

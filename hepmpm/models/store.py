@@ -15,7 +15,6 @@ feature set, or weights that do not fit the record are clear errors naming the f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ from torch import nn
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.config import parse_config
-from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, check_recorded_feature_set, feature_set_record
 from hepmpm.models.backbone import Backbone, BackboneConfig
 from hepmpm.models.classifier import HeadConfig, JetTagger
+from hepmpm.records import read_record
 from hepmpm.weights import load_weights, save_weights
 
 BACKBONE_RECORD, BACKBONE_WEIGHTS = "backbone.json", "backbone.pt"
@@ -54,25 +53,12 @@ def _save(
 def _read(
     directory: Path, record_name: str, expected: str, keys: tuple[str, ...], hint: str
 ) -> dict[str, Any]:
-    path = Path(directory) / record_name
-    if not path.is_file():
-        # Say what the folder does hold: a backbone given where a tagger is expected, say.
-        found = [n for n in (BACKBONE_RECORD, TAGGER_RECORD) if (Path(directory) / n).is_file()]
-        raise HepmpmError(
-            f"{directory} holds no {record_name} ({hint})"
-            + (f"; it holds {', '.join(found)}" if found else "")
-        )
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HepmpmError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(record, dict) or record.get("format") != expected:
-        found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise HepmpmError(f"{path}: format is {found!r}, expected {expected!r}")
-    missing = [k for k in keys if k not in record]
-    if missing:
-        raise HepmpmError(f"{path}: missing key(s) {missing}")
-    return record
+    # Say what the folder does hold: a backbone given where a tagger is expected, say.
+    found = [n for n in (BACKBONE_RECORD, TAGGER_RECORD) if (Path(directory) / n).is_file()]
+    absent = f"{directory} holds no {record_name} ({hint})" + (
+        f"; it holds {', '.join(found)}" if found else ""
+    )
+    return read_record(Path(directory) / record_name, expected, keys, absent)
 
 
 def save_backbone(backbone: Backbone, directory: Path, extra: dict[str, Any] | None = None) -> None:

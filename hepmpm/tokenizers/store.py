@@ -10,7 +10,6 @@ it is not a tokenizer; a new folder is written under a temporary name and rename
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.config import parse_config
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, check_recorded_feature_set, feature_set_record
+from hepmpm.records import read_record
 from hepmpm.tokenizers.base import Tokenizer
 from hepmpm.tokenizers.kmeans import KMeansTokenizer
 from hepmpm.tokenizers.vqvae import VQVAETokenizer
@@ -88,22 +88,13 @@ def read_tokenizer_record(directory: Path) -> dict[str, Any]:
     """The parsed ``tokenizer.json`` of ``directory``; a clear error if it is not a tokenizer."""
     directory = Path(directory)
     path = directory / TOKENIZER_FILE
-    if not path.is_file():
-        raise HepmpmError(
-            f"{directory} is not a tokenizer folder: no {TOKENIZER_FILE} (make one with "
-            "`hepmpm tokenizer --config vqvae --data SKIM --out DIR`; "
-            "an interrupted run writes none)"
-        )
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HepmpmError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(record, dict) or record.get("format") != TOKENIZER_FORMAT:
-        found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise HepmpmError(f"{path}: format is {found!r}, expected {TOKENIZER_FORMAT!r}")
-    missing = [k for k in (*_CORE_KEYS, "weights") if k not in record]
-    if missing:
-        raise HepmpmError(f"{path}: missing key(s) {missing}")
+    record = read_record(
+        path,
+        TOKENIZER_FORMAT,
+        (*_CORE_KEYS, "weights"),
+        absent=f"{directory} is not a tokenizer folder: no {TOKENIZER_FILE} (make one with "
+        "`hepmpm tokenizer --config vqvae --data SKIM --out DIR`; an interrupted run writes none)",
+    )
     if record["kind"] not in TOKENIZER_KINDS:
         raise HepmpmError(
             f"{path}: key 'kind' is {record['kind']!r}, expected one of {list(TOKENIZER_KINDS)}"
