@@ -48,3 +48,18 @@ def test_pretrain_on_data(tmp_path):
     ]  # fmt: skip
     assert all(0 <= float(r[2]) <= 1 and 0 <= float(r[3]) <= 1 for r in rows)
     assert (tmp_path / "w" / "pretrain" / "backbone.json").is_file()
+
+
+def test_domain_study(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "domain_study.py"), "--out", str(tmp_path / "s"), "--tiny"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    arms = [line.split()[0:4] for line in lines if line.startswith(("pre-train", "scratch"))]
+    assert {" ".join(a[:3]) for a in arms if a[0] == "pre-train"} == {
+        "pre-train on sim", "pre-train on data"
+    }  # fmt: skip
+    assert any(a[0] == "scratch" for a in arms)
+    assert (tmp_path / "s" / "features_sim_vs_data.png").stat().st_size > 10_000
