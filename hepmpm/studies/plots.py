@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from hepmpm.atomic import atomic_path
+from hepmpm.studies.metrics import versus_background_score
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -131,8 +132,7 @@ def roc_curves(
             if not (labels[keep] == s).any() or not (labels[keep] == background).any():
                 continue
             p = probs[keep]
-            discriminant = p[:, s] / np.clip(p[:, s] + p[:, background], 1e-12, None)
-            fpr, tpr, _ = roc_curve(labels[keep] == s, discriminant)
+            fpr, tpr, _ = roc_curve(labels[keep] == s, versus_background_score(p, s, background))
             ok = fpr > 0
             ax.plot(
                 tpr[ok], 1 / fpr[ok], linestyle=style, color=colour,
