@@ -69,3 +69,18 @@ def test_ci_runs_the_readme_test_command():
     command = readme.split("## Test", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
     ci_lines = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()]
     assert command in ci_lines
+
+
+def test_ci_installs_as_the_readme_says_and_quickstart_is_a_command():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    install, run = (line.strip() for line in block.strip().splitlines())
+    assert run == "hepmpm quickstart"
+    ci = (root / ".ci" / "run").read_text()
+    for step in install.split("&&"):  # each pip install of the README, as CI runs it
+        args = step.split("install", 1)[1].strip()
+        assert f"python -m pip install --quiet {args}" in ci, args
+    with pytest.raises(SystemExit) as stop:
+        main(["quickstart", "--help"])
+    assert stop.value.code == 0
