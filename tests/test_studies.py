@@ -120,6 +120,9 @@ def test_cwola(studies):
     manifest = json.loads((out / "work/skims/mixture-n24-seed0/manifest.json").read_text())
     assert manifest["derived"]["n_signal_train"] == 24
     assert set(np.unique(index.labels).tolist()) == {0, CLASS_INDEX["Tbqq"]}
+    # Its top-only request into the shared sample kept the other studies' classes listed.
+    record = json.loads((out.parent / "samples/sim-j60-s1/generation.json").read_text())
+    assert {f["class"] for f in record["files"].values()} == {"QCD", "Hbb", "Wqq", "Tbqq"}
 
 
 def test_sim_to_real(studies):

@@ -128,14 +128,20 @@ class StudyFolder:
 
     def sample(self, spec: SampleConfig, progress: bool) -> dict[str, Path]:
         """Generate (or complete) ``spec``; its ROOT file per class. Samples of the same preset,
-        size and seed share one folder, whatever classes each study asks for."""
+        size and seed share one folder, whatever classes each study asks for (a file's jets
+        depend only on the seed, class and file number). Not safe for concurrent studies."""
         from hepmpm.generate.preset import load_preset
         from hepmpm.generate.sample import SampleRequest, generate_sample
 
         folder = self.samples / f"{spec.preset}-j{spec.jets_per_class}-s{spec.seed}"
+        # Ask for the classes already there too: the sample's manifest lists what a request
+        # made, so a request of fewer classes would forget (and later remake) the others.
+        record = folder / "generation.json"
+        known = json.loads(record.read_text())["files"].values() if record.is_file() else []
+        classes = dict.fromkeys([*(entry["class"] for entry in known), *spec.classes])
         request = SampleRequest(
             preset=load_preset(spec.preset),
-            classes=tuple(spec.classes),
+            classes=tuple(classes),
             jets_per_class=spec.jets_per_class,
             seed=spec.seed,
             naming="pfnano",

@@ -203,8 +203,10 @@ def _report(config: CwolaConfig, out: Path, rows: list[dict]) -> Path:
     write_table(out / "aggregated", summary)
     figures = []
     plots = [("auc", "truth AUC (signal vs QCD)")]
-    plots += [(f"eps_s_at_{e}", f"signal efficiency at eps_B = {e}") for e in effs]
-    plots += [(f"si_at_{effs[0]}", f"significance improvement at eps_B = {effs[0]}")]
+    plots += [(f"eps_s_at_{e}", rf"$\epsilon_S$ at $\epsilon_B$ = {e}") for e in effs]
+    plots += [
+        (f"si_at_{effs[0]}", rf"$\epsilon_S/\sqrt{{\epsilon_B}}$ at $\epsilon_B$ = {effs[0]}")
+    ]
     for value, label in plots:
         x, ys = curves(summary, "arm", "n_signal", value)
         path = out / f"{value.replace('.', 'p')}_vs_n_signal.png"
@@ -215,8 +217,8 @@ def _report(config: CwolaConfig, out: Path, rows: list[dict]) -> Path:
         summary, "n_signal", "arm", "auc", "scratch", lambda n: f"n_signal={n}"
     )
     intro = [
-        f"Mixture A: QCD; mixture B: QCD + n_signal {config.signal} jets (train split; the "
-        f"val split gets proportionally many). {config.background_jets} QCD and "
+        f"Mixture A: QCD; mixture B: QCD + n_signal {config.signal} jets (train split; val and "
+        f"test splits get proportionally many). {config.background_jets} QCD and "
         f"{config.signal_jets} {config.signal} jets generated; the classifier sees only A-vs-B "
         "labels and is scored on the truth of the test split. Significance improvement = "
         f"eps_S / sqrt(eps_B). Mean ± std over {len(config.seeds)} seeds (mixture draw and "
