@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only: the studies run on batch nodes without a di
 import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
+from matplotlib.ticker import NullFormatter
 from sklearn.metrics import roc_curve
 
 from hepmpm.atomic import atomic_path
@@ -187,7 +188,8 @@ def mean_std_curves(
         ax.errorbar(x, means, yerr=stds, marker="o", capsize=4, label=name)
     if log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    ax.legend(fontsize=12 if len(curves) > 3 else None)
     return _save(fig, path)
