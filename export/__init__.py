@@ -6,20 +6,31 @@
 - :class:`OnnxTagger`: the exported model as a ``coffea.ml_tools`` wrapper (numpy, awkward,
   dask-awkward), checking its metadata against the features it is given.
 - :func:`read_model_info`: the metadata of an exported file.
+
+The names import on first use: an analysis worker that runs :class:`OnnxTagger` needs
+onnxruntime, not torch.
 """
 
-from hepmpm.export.metadata import ModelInfo, read_model_info
-from hepmpm.export.onnx_export import ExportReport, export_tagger
-from hepmpm.export.onnx_tagger import OnnxTagger, scores_of
-from hepmpm.export.quantize import QuantizeReport, quantize_model
+from __future__ import annotations
 
-__all__ = [
-    "ExportReport",
-    "ModelInfo",
-    "OnnxTagger",
-    "QuantizeReport",
-    "export_tagger",
-    "quantize_model",
-    "read_model_info",
-    "scores_of",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "ModelInfo": "metadata",
+    "read_model_info": "metadata",
+    "ExportReport": "onnx_export",
+    "export_tagger": "onnx_export",
+    "OnnxTagger": "onnx_tagger",
+    "scores_of": "onnx_tagger",
+    "QuantizeReport": "quantize",
+    "quantize_model": "quantize",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'hepmpm.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"hepmpm.export.{_WHERE[name]}"), name)

@@ -6,24 +6,35 @@
   :meth:`JetIndex.select` (split, labels, domains, exact and balanced limits).
 - :mod:`hepmpm.data.loader`: :class:`JetDataset` yielding padded :class:`JetBatch` es, sharded
   over DataLoader workers and torch.distributed ranks; :func:`make_dataloader`.
+
+The names below import on first use: a coffea worker that only writes shards
+(:mod:`hepmpm.data.shards`) does not pay for importing torch.
 """
 
-from hepmpm.data.index import JetIndex, JetSelection
-from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader, pad_particles
-from hepmpm.data.manifest import SkimManifest, load_manifest
-from hepmpm.data.split import DEFAULT_FRACTIONS, SPLITS, assign_splits, jet_hash
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_FRACTIONS",
-    "SPLITS",
-    "JetBatch",
-    "JetDataset",
-    "JetIndex",
-    "JetSelection",
-    "SkimManifest",
-    "assign_splits",
-    "jet_hash",
-    "load_manifest",
-    "make_dataloader",
-    "pad_particles",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "JetIndex": "index",
+    "JetSelection": "index",
+    "JetBatch": "loader",
+    "JetDataset": "loader",
+    "make_dataloader": "loader",
+    "pad_particles": "loader",
+    "SkimManifest": "manifest",
+    "load_manifest": "manifest",
+    "DEFAULT_FRACTIONS": "split",
+    "SPLITS": "split",
+    "assign_splits": "split",
+    "jet_hash": "split",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'hepmpm.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"hepmpm.data.{_WHERE[name]}"), name)
