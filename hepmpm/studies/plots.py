@@ -105,7 +105,7 @@ def training_curves(runs: Mapping[str, Sequence[Path]], path: Path, keys: Sequen
             if key in metrics:
                 steps, values = metrics[key]
                 ax.plot(steps, values, label=key, marker="o" if key.startswith("val") else None)
-        ax.set_title(name, fontsize=13, loc="right")
+        ax.set_title(name, fontsize=13, pad=22)  # above the experiment label
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.legend(fontsize=10)
