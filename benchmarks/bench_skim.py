@@ -359,6 +359,12 @@ def main() -> None:
         )
         print(f"skim / bare uproot throughput: {bare / skim:.3f} (goal >= 0.5)")
         print_breakdown(skim, stages)
+        building = stages.get("select_features", 0.0) + stages.get("statistics", 0.0)
+        print(
+            f"feature building alone (selection, features, statistics) / bare read: "
+            f"{building / bare:.2f} (the skim's reading through coffea NanoEvents: "
+            f"{stages.get('read_constituents', 0.0) / bare:.2f})"
+        )
         if args.profile:
             profile_skim(data, args, tmp)
 
