@@ -76,6 +76,7 @@ def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, 
         scores_dir=staging if request.write_scores else None,
         threads=request.threads,
     )
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with make_runner(
@@ -84,6 +85,11 @@ def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, 
             output = runner(fileset, processor_instance=tagger)
         if (staging / SCORES_SUBDIR).exists():
             (staging / SCORES_SUBDIR).replace(out / SCORES_SUBDIR)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # before checking that out is empty
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves no trace of itself
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     info = tagger.tagger.info
