@@ -13,8 +13,7 @@ onnxruntime, not torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hepmpm.lazy import lazy_attributes
 
 _WHERE = {
     "ModelInfo": "metadata",
@@ -29,8 +28,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'hepmpm.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"hepmpm.export.{_WHERE[name]}"), name)
+__getattr__ = lazy_attributes("hepmpm.export", _WHERE)

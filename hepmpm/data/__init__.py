@@ -13,8 +13,7 @@ The names below import on first use: a coffea worker that only writes shards
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hepmpm.lazy import lazy_attributes
 
 _WHERE = {
     "JetIndex": "index",
@@ -33,8 +32,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'hepmpm.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"hepmpm.data.{_WHERE[name]}"), name)
+__getattr__ = lazy_attributes("hepmpm.data", _WHERE)

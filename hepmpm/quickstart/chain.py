@@ -168,6 +168,7 @@ def _tokenizer(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
 
 def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
     from hepmpm.training.pretrain import run_pretrain
+    from hepmpm.training.runs import last_checkpoint
 
     step = config.pretrain
     metrics = run_pretrain(
@@ -176,7 +177,7 @@ def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
         layout.pretrain,
         tokenizer_dir=layout.tokenizer,
         overrides=[f"trainer.seed={config.seed}", *step.overrides],
-        resume=(layout.pretrain / "checkpoints" / "last.ckpt").is_file(),
+        resume=last_checkpoint(layout.pretrain).is_file(),
         show_progress=progress,
     )
     accuracy = {k: v for k, v in metrics.items() if k.startswith("val/acc_")}
@@ -185,6 +186,7 @@ def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
 
 def _finetune(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
     from hepmpm.training.finetune import run_finetune
+    from hepmpm.training.runs import last_checkpoint
 
     step = config.finetune
     metrics = run_finetune(
@@ -197,7 +199,7 @@ def _finetune(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
         classes=config.classes,
         overrides=step.overrides,
         seed=config.seed,
-        resume=(layout.finetune / "checkpoints" / "last.ckpt").is_file(),
+        resume=last_checkpoint(layout.finetune).is_file(),
         show_progress=progress,
     )
     test = metrics.get("test", metrics)

@@ -166,6 +166,7 @@ class StudyFolder:
         """Pre-train once on ``skim`` (labels unused) into ``work/pretrain/NAME``, fitting the
         tokenizer first when one is configured; kept once ``backbone.json`` exists."""
         from hepmpm.training.pretrain import run_pretrain
+        from hepmpm.training.runs import last_checkpoint
 
         out = self.work / "pretrain" / name
         if (out / "backbone.json").is_file():
@@ -173,7 +174,7 @@ class StudyFolder:
         tokenizer_dir = None
         if self.config.tokenizer is not None:
             tokenizer_dir = self._tokenizer(name, skim, progress)
-        resume = (out / "checkpoints" / "last.ckpt").is_file()
+        resume = last_checkpoint(out).is_file()
         if not resume:
             shutil.rmtree(out, ignore_errors=True)  # an attempt stopped before its first checkpoint
         stage = self.config.pretrain

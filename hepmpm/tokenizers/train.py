@@ -53,6 +53,7 @@ from hepmpm.tokenizers.kmeans import (
 from hepmpm.tokenizers.store import TOKENIZER_FILE, save_tokenizer
 from hepmpm.tokenizers.vqvae import VQVAETokenizer
 from hepmpm.training.devices import resolve_precision, torch_threads, uses_cuda
+from hepmpm.training.runs import last_checkpoint
 
 RUN_FILE = "run.json"
 LOSS_NAMES = ("loss", "reconstruction", "id", "commitment")
@@ -272,7 +273,7 @@ def _train_vqvae(
         enable_model_summary=False,
         default_root_dir=staging,
     )
-    last = _last_checkpoint(staging)
+    last = last_checkpoint(staging)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
@@ -348,10 +349,6 @@ def _run_hash(config: TokenizerRunConfig, manifest: SkimManifest) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _last_checkpoint(staging: Path) -> Path:
-    return staging / "checkpoints" / "last.ckpt"
-
-
 def _check_out(out: Path) -> None:
     if (out / TOKENIZER_FILE).exists():
         raise HepmpmError(f"{out} already holds a tokenizer; choose another --out or delete it")
@@ -384,7 +381,7 @@ def run_tokenizer(
         except (OSError, json.JSONDecodeError):
             previous = {}
         # Same config and skim, and a checkpoint to go on from: resume; else start afresh.
-        resumed = previous.get("run_hash") == run_hash and _last_checkpoint(staging).is_file()
+        resumed = previous.get("run_hash") == run_hash and last_checkpoint(staging).is_file()
         if not resumed:
             shutil.rmtree(staging)
     if not resumed:

@@ -60,6 +60,7 @@ from hepmpm.training.runs import (
     TrainerConfig,
     config_differences,
     fit,
+    last_checkpoint,
     make_trainer,
     start_run_folder,
 )
@@ -350,7 +351,7 @@ def _pretrained(backbone_dir: Path, datamodule: JetDataModule, config: FinetuneC
 
 def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
     """The checkpoint to resume from; errors for a used folder without --resume, or another run."""
-    last = out / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(out)
     if not resume:
         if out.exists() and any(out.iterdir()):
             raise HepmpmError(f"{out} is not empty; add --resume or choose another --out")

@@ -49,6 +49,7 @@ from hepmpm.training.runs import (
     TrainerConfig,
     config_differences,
     fit,
+    last_checkpoint,
     make_trainer,
     start_run_folder,
 )
@@ -271,7 +272,7 @@ def _tokenizer_identity(tokenizer: torch.nn.Module | None) -> dict[str, Any] | N
 
 def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
     """The checkpoint to resume from; clear errors for a folder of another run or model."""
-    last = out / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(out)
     saved = out / "run.json"
     if not last.is_file():
         return None
@@ -327,7 +328,7 @@ def run_pretrain(
     # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
     # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
     # The full state (optimizer, schedule, loop position) is what an exact resume needs.
-    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=False)
+    trainer.save_checkpoint(last_checkpoint(out), weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         save_backbone(

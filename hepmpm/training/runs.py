@@ -42,6 +42,11 @@ class TrainerConfig(StrictModel):
     )
 
 
+def last_checkpoint(out: Path) -> Path:
+    """Where a run in ``out`` keeps the checkpoint ``--resume`` continues from."""
+    return Path(out) / "checkpoints" / "last.ckpt"
+
+
 def make_trainer(
     config: TrainerConfig,
     out: Path,
@@ -69,7 +74,10 @@ def make_trainer(
         logger=make_loggers(out),
         callbacks=[
             ModelCheckpoint(
-                dirpath=out / "checkpoints", filename="best", monitor="val/loss", save_last=True
+                dirpath=last_checkpoint(out).parent,
+                filename="best",
+                monitor="val/loss",
+                save_last=True,
             ),
             LearningRateMonitor(logging_interval="step"),
         ],
