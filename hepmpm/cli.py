@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from hepmpm import __version__
 from hepmpm.errors import HepmpmError
+from hepmpm.nanoaod import NANOAOD_COMPRESSION
 
 if TYPE_CHECKING:
     from hepmpm.processors.jet_selection import JetSelection
@@ -98,6 +99,11 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
         "--jets-per-file", type=_positive_int, default=5000,
         help="maximum jets per output file (default: 5000)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compression", default=NANOAOD_COMPRESSION,
+        help="ROOT compression ALGORITHM:LEVEL (zlib, lzma, lz4, zstd) or none "
+        f"(default: {NANOAOD_COMPRESSION}, what CMSSW writes NanoAOD with)",
+    )  # fmt: skip
     _add_overrides(parser, "preset", "detector.hcal.energy_scale=0.95")
     _add_progress(parser)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -117,6 +123,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         naming=args.naming,
         out=args.out,
         jets_per_file=args.jets_per_file,
+        compression=args.compression,
     )
     manifest = generate_sample(request, workers=args.workers, show_progress=not args.no_progress)
     files = manifest["files"]

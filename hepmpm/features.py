@@ -174,14 +174,19 @@ class ParticleKinematics:
 
     @cached_property
     def delta_r(self) -> np.ndarray:
-        return np.asarray(self.momentum.deltaR(self.jet_momentum))
+        """sqrt(Δη² + Δφ²), from the Δη and Δφ above (vector's deltaR would compute both again)."""
+        return np.hypot(self.delta_eta, self.delta_phi)
 
     @cached_property
     def abs_pdg_id(self) -> np.ndarray:
         return np.abs(self.particles.pdg_id)
 
     def is_pdg(self, *codes: int) -> np.ndarray:
-        return np.isin(self.abs_pdg_id, codes).astype(np.float32)
+        # a comparison per code: several times faster than np.isin for one or two codes
+        found = self.abs_pdg_id == codes[0]
+        for code in codes[1:]:
+            found |= self.abs_pdg_id == code
+        return found.astype(np.float32)
 
     @cached_property
     def particle_id(self) -> np.ndarray:

@@ -64,8 +64,32 @@ def detect_naming(events: ak.Array, source: str) -> Naming:
     )
 
 
-def _flat(array: ak.Array, dtype: type) -> np.ndarray:
-    return ak.to_numpy(ak.flatten(array, axis=None)).astype(dtype, copy=False)
+def _flat(array: ak.Array, dtype: type | None = None) -> np.ndarray:
+    """The values of ``array`` as one numpy array, in the file's type unless ``dtype`` is given."""
+    flat = ak.to_numpy(ak.flatten(array, axis=None))
+    return flat if dtype is None else flat.astype(dtype, copy=False)
+
+
+def _descending_key(values: np.ndarray) -> np.ndarray:
+    """uint32 keys [n] whose ascending order is ``values`` (as float32) descending, NaN last."""
+    # IEEE-754 floats order as their bit patterns once negative ones have every bit flipped and
+    # positive ones only the sign bit; "+ 0.0" makes -0.0 equal to +0.0, as a float sort has it.
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    key = ~ascending
+    key[np.isnan(values)] = np.iinfo(np.uint32).max
+    return key
+
+
+def hardest_first_order(jet: np.ndarray, pt: np.ndarray) -> np.ndarray:
+    """Permutation [n] grouping particles by ``jet`` index (ascending, >= 0), hardest first.
+
+    The same permutation as ``np.lexsort((-pt, jet))`` for float32 pT (stable: equal pT keep
+    their file order; NaN last), but one sort of packed uint64 keys, ~100x faster.
+    """
+    key = np.asarray(jet).astype(np.uint64) << np.uint64(32)
+    key |= _descending_key(pt)
+    return np.argsort(key, kind="stable")
 
 
 @dataclass(frozen=True)
@@ -126,26 +150,34 @@ def read_jet_constituents(events: ak.Array, source: str) -> JetConstituents:
     global_jet = jet_offsets[link_event[keep]] + link_jet[keep]
 
     candidate_fields = set(candidates.fields)
+    absent = [
+        CANDIDATE_BRANCHES[n]
+        for n in REQUIRED_INPUTS
+        if CANDIDATE_BRANCHES[n] not in candidate_fields
+    ]
+    if absent:
+        raise HepmpmError(
+            f"{source}: branch {naming.candidates}_{absent[0]} is missing; "
+            f"{naming.candidates} has {', '.join(sorted(candidate_fields))}"
+        )
+    # Group by jet, hardest particle first; then every column is gathered once, in that order.
+    flat_pt = _flat(candidates.pt)
+    order = hardest_first_order(global_jet, flat_pt[global_candidate])
+    take = global_candidate[order]
     columns: dict[str, np.ndarray] = {}
     missing = []
     for name, branch in CANDIDATE_BRANCHES.items():
-        if branch in candidate_fields:
-            columns[name] = _flat(candidates[branch], np.float64)[global_candidate]
-        elif name in REQUIRED_INPUTS:
-            raise HepmpmError(
-                f"{source}: branch {naming.candidates}_{branch} is missing; "
-                f"{naming.candidates} has {', '.join(sorted(candidate_fields))}"
-            )
-        else:
+        if branch not in candidate_fields:
             missing.append(name)
+            continue
+        # gather in the file's type (float32, int32), then widen only what is kept
+        flat = flat_pt if name == "pt" else _flat(candidates[branch])
+        columns[name] = flat[take].astype(np.int64 if name == "pdg_id" else np.float64)
     if "charge" in missing:  # exact: the charge follows from the PDG code
-        columns["charge"] = charge_from_pdg_id(columns["pdg_id"].astype(np.int64))
+        columns["charge"] = charge_from_pdg_id(columns["pdg_id"])
     for name in IMPACT_PARAMETER_INPUTS:
-        columns.setdefault(name, np.zeros(len(global_candidate)))
-    columns["pdg_id"] = columns["pdg_id"].astype(np.int64)
+        columns.setdefault(name, np.zeros(len(take)))
 
-    # Group by jet, hardest particle first; a stable sort keeps the file order among equal pT.
-    order = np.lexsort((-columns["pt"], global_jet))
     counts = np.bincount(global_jet, minlength=int(jet_offsets[-1]))
     jets = JetKinematics(
         **{f.name: _flat(fat_jets[f.name], np.float64) for f in fields(JetKinematics)}
@@ -164,7 +196,7 @@ def read_jet_constituents(events: ak.Array, source: str) -> JetConstituents:
             _flat(fat_jets.nConstituents, np.int64) if "nConstituents" in jet_fields else None
         ),
         counts=counts,
-        particles=ParticleInputs(**{k: v[order] for k, v in columns.items()}),
+        particles=ParticleInputs(**columns),
         missing=tuple(missing),
         orphan_links=int(orphan.sum()),
     )

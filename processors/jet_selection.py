@@ -56,10 +56,12 @@ class SelectedJets:
 def _take_jets(constituents: JetConstituents, jet: np.ndarray, kept_particles: np.ndarray):
     """Particles and jet kinematics of the jets ``jet``, restricted to ``kept_particles``."""
     p = constituents.particles
-    particles = ParticleInputs(**{k: getattr(p, k)[kept_particles] for k in p.__dataclass_fields__})
+    # Copy only when particles are dropped: when every jet passes whole, use the arrays as they are.
+    if not kept_particles.all():
+        p = ParticleInputs(**{k: getattr(p, k)[kept_particles] for k in p.__dataclass_fields__})
     j = constituents.jets
     jets = JetKinematics(pt=j.pt[jet], eta=j.eta[jet], phi=j.phi[jet], mass=j.mass[jet])
-    return particles, jets
+    return p, jets
 
 
 def _particle_mask(counts: np.ndarray, keep_jet: np.ndarray, max_particles: int) -> np.ndarray:

@@ -22,6 +22,7 @@ def make_sample(out: Path, preset: str = "sim", classes=CLASS_NAMES, jets=JETS_P
         naming=kw.pop("naming", "pfnano"),
         out=out,
         jets_per_file=kw.pop("jets_per_file", 5000),
+        **({"compression": kw.pop("compression")} if "compression" in kw else {}),
     )
     workers = kw.pop("workers", 2)
     assert not kw, kw

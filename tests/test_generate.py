@@ -54,6 +54,11 @@ def test_qcd_mass_is_broad_and_low(sim_sample):
     assert np.median(ak.flatten(events.FatJet_msoftdrop)) < 60  # grooming removes soft QCD
 
 
+def test_files_are_compressed_as_cmssw_writes_nanoaod(sim_sample):
+    for path in sim_sample.glob("*.root"):
+        assert uproot.open(path).file.compression == uproot.LZMA(9)
+
+
 def test_labels_kinematics_and_constituent_counts(sim_sample):
     for class_name in CLASS_NAMES:
         events = _class_events(sim_sample, class_name)
@@ -112,8 +117,11 @@ def test_coffea_reads_pfnano_and_constituents_line_up(sim_sample):
 def test_nanoaod_v15_naming(tmp_path):
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-    make_sample(tmp_path, classes=("Wqq",), jets=12, naming="nanoaod-v15", workers=1)
+    make_sample(
+        tmp_path, classes=("Wqq",), jets=12, naming="nanoaod-v15", workers=1, compression="zlib:4"
+    )
     path = next(tmp_path.glob("*.root"))
+    assert uproot.open(path).file.compression == uproot.ZLIB(4)
     keys = set(uproot.open(path)["Events"].keys())
     assert {"nPFCand", "PFCand_pt", "PFCand_pdgId", "FatJetPFCand_pfCandIdx"} <= keys
     assert not any(k.startswith("PFCands") for k in keys) and "PFCand_d0" not in keys
@@ -164,7 +172,7 @@ def test_rerun_skips_complete_files_and_resumes(tmp_path):
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    def crash(self, path):
+    def crash(self, path, compression):
         with atomic_path(path) as tmp:
             tmp.write_bytes(b"half a file")
             raise KeyboardInterrupt
@@ -183,6 +191,8 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         (["--preset", "mc", "--jets-per-class", "3"], "unknown preset 'mc'"),
         (["--jets-per-class", "0"], "positive integer"),
         (["--jets-per-class", "-5"], "positive integer"),
+        (["--jets-per-class", "3", "--compression", "lzma"], "compression 'lzma': use ALGORITHM"),
+        (["--jets-per-class", "3", "--compression", "gzip:4"], "compression 'gzip:4': use"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(tmp_path, args, message):

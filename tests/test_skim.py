@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 from conftest import make_sample, make_skim, rewrite_events
+from hepmpm.processors.jet_constituents import hardest_first_order
 from hepmpm.processors.jet_selection import JetSelection
 
 from hepmpm.cli import main
@@ -104,6 +105,20 @@ def test_feature_statistics_merge_in_any_order_and_sample_uniformly():
     median = float(np.median(features[:, 0]))
     assert abs(forward["a"]["quantiles"]["0.5"] - median) < 0.1
     assert len(set(keys.tolist())) == len(keys)  # distinct keys per particle
+
+
+def test_hardest_first_order_is_the_lexsort_by_jet_then_descending_pt():
+    rng = np.random.default_rng(3)
+    n = 20_000
+    jet = np.sort(rng.integers(0, 500, n))
+    jet[::7] = rng.integers(0, 500, len(jet[::7]))  # links not grouped by jet everywhere
+    # ties, both zeros, negatives, infinities and NaN: every case a float sort orders
+    pt = rng.choice(np.array([0.5, 1.0, 1.0, 2.5, 0.0, -0.0, -3.0, np.inf, -np.inf, np.nan]), n)
+    pt = np.where(rng.random(n) < 0.5, rng.exponential(5.0, n), pt).astype(np.float32)
+    order = hardest_first_order(jet, pt)
+    assert np.array_equal(order, np.lexsort((-pt, jet)))
+    # pT sorted within each jet (NaN last), jets in ascending order
+    assert np.all(np.diff(jet[order]) >= 0)
 
 
 @needs_cms

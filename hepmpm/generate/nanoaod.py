@@ -17,7 +17,7 @@ import uproot
 
 from hepmpm.atomic import atomic_path
 from hepmpm.generate.detector import Candidates
-from hepmpm.nanoaod import NAMINGS
+from hepmpm.nanoaod import NAMINGS, NANOAOD_COMPRESSION, parse_compression
 
 
 def _candidate_columns(candidates: Candidates, index: np.ndarray) -> dict[str, np.ndarray]:
@@ -129,12 +129,18 @@ class NanoAODBuilder:
             self.naming.link: ak.unflatten(ak.zip(joined(self._links)), candidates_per_event),
         }
 
-    def write(self, path: Path) -> None:
-        """Write the file atomically: to a temporary name in the same folder, then rename."""
+    def write(self, path: Path, compression: str = NANOAOD_COMPRESSION) -> None:
+        """Write the file atomically: to a temporary name in the same folder, then rename.
+
+        ``compression``: ``ALGORITHM:LEVEL`` (:func:`hepmpm.nanoaod.parse_compression`).
+        """
         if not self._jets:
             raise ValueError("no jets to write")
         columns = self._columns()
-        with atomic_path(path) as tmp, uproot.recreate(tmp) as file:
+        with (
+            atomic_path(path) as tmp,
+            uproot.recreate(tmp, compression=parse_compression(compression)) as file,
+        ):
             types = {
                 name: (col.dtype if isinstance(col, np.ndarray) else col.type)
                 for name, col in columns.items()

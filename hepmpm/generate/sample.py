@@ -35,7 +35,7 @@ from hepmpm.generate.processes import PROCESSES
 from hepmpm.generate.pythia_events import MAX_PYTHIA_SEED, ChargeTable, PythiaGenerator
 from hepmpm.generate.selection import select_jets
 from hepmpm.jetclass import CLASS_INDEX
-from hepmpm.nanoaod import NAMINGS
+from hepmpm.nanoaod import NAMINGS, NANOAOD_COMPRESSION, parse_compression
 
 #: Events per ``Pythia.nextBatch`` call. Part of the settings: the detector's random numbers are
 #: drawn per batch, so changing it changes the sample.
@@ -58,6 +58,7 @@ class FileTask:
     naming: str
     path: str
     preset: GeneratorPreset
+    compression: str = NANOAOD_COMPRESSION
 
     def seed_sequence(self) -> np.random.SeedSequence:
         return np.random.SeedSequence(
@@ -158,7 +159,7 @@ def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> F
         if progress is not None:
             progress(len(chosen))
     with timer("writing"):
-        builder.write(Path(task.path))
+        builder.write(Path(task.path), task.compression)
     return FileSummary(
         task.path, task.class_name, builder.n_jets, builder.n_events, generated,
         seconds_by_stage=timer.seconds,
@@ -176,8 +177,11 @@ class SampleRequest:
     naming: str
     out: Path
     jets_per_file: int = 5000
+    #: ROOT compression of the files, ``ALGORITHM:LEVEL``; by default CMSSW's for NanoAOD.
+    compression: str = NANOAOD_COMPRESSION
 
     def validate(self) -> None:
+        parse_compression(self.compression)
         if self.jets_per_class <= 0:
             raise HepmpmError(f"--jets-per-class must be positive, got {self.jets_per_class}")
         if self.jets_per_file <= 0:
@@ -195,6 +199,7 @@ class SampleRequest:
             "jets_per_file": self.jets_per_file,
             "seed": self.seed,
             "naming": self.naming,
+            "compression": self.compression,
             "events_per_batch": EVENTS_PER_BATCH,
         }
 
@@ -219,6 +224,7 @@ class SampleRequest:
                         naming=self.naming,
                         path=str(self.out / name),
                         preset=self.preset,
+                        compression=self.compression,
                     )
                 )
         return tasks
