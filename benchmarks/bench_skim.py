@@ -12,10 +12,15 @@ Warm-up policy: every measured path runs once untimed first (OS file cache warm 
 imports and first-call costs paid), then the best of ``--repeat`` timed runs is reported.
 
     python benchmarks/bench_skim.py [--data DIR_OR_FILE ...] [--jets-per-class 500]
-        [--feature-set part17] [--chunksize 100000] [--repeat 3] [--workers 2] [--profile]
+        [--compression lzma:9,zlib:1] [--feature-set part17] [--chunksize 100000] [--repeat 3]
+        [--workers 2] [--profile]
 
-Without ``--data`` a sample of QCD, Wqq and Tbqq jets is generated into a temporary folder first
-(not timed as part of either path).
+What a bare read costs depends on how the files are compressed, so the ratio is measured for
+each compression of ``--compression`` on the same generated jets (same seed): LZMA level 9 is
+what CMSSW writes NanoAOD with (and what the real PFNano file in ../shared/data has), ZLIB level
+1 is uproot's default and the cheapest input to read, so the hardest case for the ratio. Without
+``--data`` each sample is generated into a temporary folder first (not timed); with ``--data``
+the given files are measured as they are.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import pstats
 import shutil
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -39,16 +43,15 @@ import awkward as ak
 import hepmpm.processors.constituent_skim as skim_module
 import uproot
 from coffea import processor
-from coffea.nanoevents import NanoAODSchema
 from coffea.processor import executor as coffea_executor
 from coffea.util import coffea_console
 from hepmpm.processors.constituent_skim import ConstituentSkim
 from hepmpm.processors.jet_constituents import CANDIDATE_BRANCHES
-from hepmpm.processors.running import build_fileset
+from hepmpm.processors.running import SkimNanoAODSchema, build_fileset
 
 import hepmpm.skim as run_module
 from hepmpm.features import JetKinematics
-from hepmpm.nanoaod import NAMINGS, Naming
+from hepmpm.nanoaod import NAMINGS, NANOAOD_COMPRESSION, Naming
 from hepmpm.skim import SkimRequest, run_skim
 
 EVENT_BRANCHES = ("run", "luminosityBlock", "event")
@@ -110,17 +113,15 @@ def traced_branches(data: list[str], feature_set: str, tmp: Path) -> set[str]:
     """The branches coffea's access log records for one ``ConstituentSkim`` run (a cross-check)."""
     runner = processor.Runner(
         executor=processor.IterativeExecutor(status=False),
-        schema=NanoAODSchema,
+        schema=SkimNanoAODSchema,
         savemetrics=True,
     )
     out = Path(tempfile.mkdtemp(prefix="trace-", dir=tmp))
-    quiet, coffea_console.quiet = coffea_console.quiet, True
+    quiet, coffea_console.quiet = coffea_console.quiet, True  # no bar (see make_runner)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            _, metrics = runner(
-                build_fileset(data), processor_instance=ConstituentSkim(out, feature_set)
-            )
+        _, metrics = runner(
+            build_fileset(data), processor_instance=ConstituentSkim(out, feature_set)
+        )
     finally:
         coffea_console.quiet = quiet
         shutil.rmtree(out, ignore_errors=True)
@@ -209,17 +210,12 @@ def skim_once(
     # coffea keeps file metadata (entries, uuid) in a process-wide cache: clear it, so that every
     # run pays the Runner's preprocessing as a fresh `hepmpm skim` does.
     coffea_executor.DEFAULT_METADATA_CACHE.clear()
-    quiet = coffea_console.quiet
-    # The iterative executor draws its bar even with status=False (coffea passes ``disable`` to
-    # rich's add_task, which ignores it): silence the console, as show_progress=False intends.
-    coffea_console.quiet = True
     try:
         with timer.patched():
             start = time.perf_counter()
             manifest, _ = run_skim(request, show_progress=False)
             seconds = time.perf_counter() - start
     finally:
-        coffea_console.quiet = quiet
         shutil.rmtree(out, ignore_errors=True)
     return seconds, dict(timer.seconds), sum(s["jets"] for s in manifest["shards"])
 
@@ -272,11 +268,12 @@ def profile_skim(data: list[str], args: argparse.Namespace, tmp: Path) -> None:
         print(text.getvalue().split("\n\n", 1)[-1].rstrip())
 
 
-def generate_inputs(args: argparse.Namespace, tmp: Path) -> list[str]:
+def generate_inputs(args: argparse.Namespace, compression: str, tmp: Path) -> list[str]:
+    """The same jets (same seed) written with ``compression``, in a fresh folder."""
     from hepmpm.generate.preset import load_preset
     from hepmpm.generate.sample import SampleRequest, generate_sample
 
-    out = tmp / "sample"
+    out = tmp / f"sample-{compression.replace(':', '')}"
     request = SampleRequest(
         preset=load_preset("sim"),
         classes=tuple(args.classes.split(",")),
@@ -284,14 +281,79 @@ def generate_inputs(args: argparse.Namespace, tmp: Path) -> list[str]:
         seed=1,
         naming="pfnano",
         out=out,
+        compression=compression,
     )
     start = time.perf_counter()
     generate_sample(request, workers=args.gen_workers, show_progress=False)
     print(
-        f"generated {args.jets_per_class} jets per class of {args.classes} in "
-        f"{time.perf_counter() - start:.1f} s into {out} (not timed below)"
+        f"generated {args.jets_per_class} jets per class of {args.classes} with {compression} "
+        f"in {time.perf_counter() - start:.1f} s into {out} (not timed below)"
     )
     return [str(out)]
+
+
+def file_compressions(inputs: Inputs) -> str:
+    """The ROOT compression settings of the input files, e.g. ``LZMA(9)``."""
+    found = set()
+    for name in inputs.files:
+        with uproot.open(name) as file:
+            found.add(str(file.file.compression))
+    return ", ".join(sorted(found))
+
+
+def measure(data: list[str], args: argparse.Namespace, tmp: Path) -> float:
+    """Bare read and skim of ``data``: print the table and the breakdown; return the ratio."""
+    inputs = resolve_inputs(data)
+    print(
+        f"\n=== {len(inputs.files)} files compressed with {file_compressions(inputs)}: "
+        f"{inputs.events} events, {inputs.jets} FatJets, {inputs.particles} jet constituents; "
+        f"feature set {args.feature_set}, chunksize {args.chunksize}"
+    )
+    branches = sorted({b for names in inputs.branches.values() for b in names})
+    print(f"branches read ({len(branches)}): {', '.join(branches)}")
+    traced = traced_branches(data, args.feature_set, tmp)
+    if traced == set(branches):
+        print("  = the branches coffea's access log records for the skim")
+    else:
+        print(
+            "  WARNING: coffea's access log differs: skim only "
+            f"{sorted(traced - set(branches))}, bare only {sorted(set(branches) - traced)}"
+        )
+    print(
+        f"warm-up: each path runs once untimed, then best of {args.repeat} timed runs "
+        "(OS file cache warm for both)"
+    )
+
+    bare, events = best_of(args.repeat, lambda: bare_read(inputs))
+    assert events == inputs.events, (events, inputs.events)
+    skim, stages, written = best_of(args.repeat, lambda: skim_once(data, args, "iterative", 1, tmp))
+    rows = [("bare uproot .arrays(skim branches)", bare), ("run_skim, iterative, 1 proc", skim)]
+    if args.workers:
+        # Worker processes start (and import coffea, hepmpm) inside each run: that is timed.
+        futures = best_of(args.repeat, lambda: skim_once(data, args, "futures", args.workers, tmp))[
+            0
+        ]
+        rows.append((f"run_skim, futures, {args.workers} workers", futures))
+
+    print(f"\n{'path':40s} {'seconds':>8s} {'jets/s':>10s} {'particles/s':>12s} {'ratio':>6s}")
+    for label, seconds in rows:
+        print(
+            f"{label:40s} {seconds:8.3f} {inputs.jets / seconds:10.0f} "
+            f"{inputs.particles / seconds:12.0f} {bare / seconds:6.3f}"
+        )
+    print(
+        f"(jets = all {inputs.jets} FatJets in the files; {written} passed the selection and "
+        "were written; ratio = skim jets/s / bare uproot jets/s)"
+    )
+    print_breakdown(skim, stages)
+    building = stages.get("select_features", 0.0) + stages.get("statistics", 0.0)
+    print(
+        f"feature building alone (selection, features, statistics) / bare read: "
+        f"{building / bare:.2f} (the skim's reading through coffea NanoEvents: "
+        f"{stages.get('read_constituents', 0.0) / bare:.2f})"
+    )
+    print(f"skim / bare uproot throughput: {bare / skim:.3f} (goal >= 0.5)")
+    return bare / skim
 
 
 def main() -> None:
@@ -300,6 +362,11 @@ def main() -> None:
     parser.add_argument("--classes", default="QCD,Wqq,Tbqq", help="to generate, without --data")
     parser.add_argument("--jets-per-class", type=int, default=500, help="to generate")
     parser.add_argument("--gen-workers", type=int, default=2, help="generator processes")
+    parser.add_argument(
+        "--compression",
+        default=f"{NANOAOD_COMPRESSION},zlib:1",
+        help="comma-separated ROOT compressions to generate and measure, without --data",
+    )
     parser.add_argument("--feature-set", default="part17", choices=("part17", "mpm7id"))
     parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best is shown")
@@ -312,61 +379,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-skim-") as tmp_name:
         tmp = Path(tmp_name)
-        data = args.data or generate_inputs(args, tmp)
-        inputs = resolve_inputs(data)
-        print(
-            f"{len(inputs.files)} files, {inputs.events} events, {inputs.jets} FatJets, "
-            f"{inputs.particles} jet constituents; feature set {args.feature_set}, "
-            f"chunksize {args.chunksize}"
-        )
-        branches = sorted({b for names in inputs.branches.values() for b in names})
-        print(f"branches read ({len(branches)}): {', '.join(branches)}")
-        traced = traced_branches(data, args.feature_set, tmp)
-        if traced == set(branches):
-            print("  = the branches coffea's access log records for the skim")
+        if args.data:
+            samples = {"as given": args.data}
         else:
-            print(
-                "  WARNING: coffea's access log differs: skim only "
-                f"{sorted(traced - set(branches))}, bare only {sorted(set(branches) - traced)}"
-            )
-        print(
-            f"warm-up: each path runs once untimed, then best of {args.repeat} timed runs "
-            "(OS file cache warm for both)"
-        )
-
-        bare, events = best_of(args.repeat, lambda: bare_read(inputs))
-        assert events == inputs.events, (events, inputs.events)
-        skim, stages, written = best_of(
-            args.repeat, lambda: skim_once(data, args, "iterative", 1, tmp)
-        )
-        rows = [("bare uproot .arrays(skim branches)", bare), ("run_skim, iterative, 1 proc", skim)]
-        if args.workers:
-            # Worker processes start (and import coffea, hepmpm) inside each run: that is timed.
-            futures = best_of(
-                args.repeat, lambda: skim_once(data, args, "futures", args.workers, tmp)
-            )[0]
-            rows.append((f"run_skim, futures, {args.workers} workers", futures))
-
-        print(f"\n{'path':40s} {'seconds':>8s} {'jets/s':>10s} {'particles/s':>12s} {'ratio':>6s}")
-        for label, seconds in rows:
-            print(
-                f"{label:40s} {seconds:8.3f} {inputs.jets / seconds:10.0f} "
-                f"{inputs.particles / seconds:12.0f} {bare / seconds:6.3f}"
-            )
-        print(
-            f"(jets = all {inputs.jets} FatJets in the files; {written} passed the selection and "
-            "were written; ratio = skim jets/s / bare uproot jets/s)"
-        )
-        print(f"skim / bare uproot throughput: {bare / skim:.3f} (goal >= 0.5)")
-        print_breakdown(skim, stages)
-        building = stages.get("select_features", 0.0) + stages.get("statistics", 0.0)
-        print(
-            f"feature building alone (selection, features, statistics) / bare read: "
-            f"{building / bare:.2f} (the skim's reading through coffea NanoEvents: "
-            f"{stages.get('read_constituents', 0.0) / bare:.2f})"
-        )
+            samples = {c: generate_inputs(args, c, tmp) for c in args.compression.split(",")}
+        ratios = {name: measure(data, args, tmp) for name, data in samples.items()}
+        print("\nskim / bare uproot throughput by input compression (goal >= 0.5):")
+        for name, ratio in ratios.items():
+            print(f"  {name:10s} {ratio:.3f}")
         if args.profile:
-            profile_skim(data, args, tmp)
+            profile_skim(next(iter(samples.values())), args, tmp)
 
 
 if __name__ == "__main__":

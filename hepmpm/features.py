@@ -293,10 +293,13 @@ def compute_features(
     """Raw features [n_particles, F] float32 of jets whose particles lie jet after jet.
 
     ``counts`` [n_jets] is the number of particles of each jet, in the order of ``particles``.
+    The array is feature-major in memory (the transpose of a C-contiguous [F, n_particles]):
+    building it is one copy per feature, and per-feature reductions (statistics) run over
+    contiguous memory; ``np.ascontiguousarray`` gives particle-major rows where needed.
     """
     kinematics = ParticleKinematics(particles, jets, np.asarray(counts))
     columns = [np.asarray(f.compute(kinematics), dtype=np.float32) for f in feature_set.features]
-    return np.stack(columns, axis=1)
+    return np.stack(columns).T
 
 
 def feature_set_record(feature_set: FeatureSet) -> dict[str, Any]:

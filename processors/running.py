@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,24 @@ from typing import Any
 import uproot
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
+from coffea.util import coffea_console
 
 from hepmpm.errors import HepmpmError
 
 EXECUTORS = ("iterative", "futures", "dask")
 TREE_NAME = "Events"
+
+
+class SkimNanoAODSchema(NanoAODSchema):
+    """coffea's ``NanoAODSchema`` without a warning per missing cross-reference.
+
+    PFNano and generated files lack most collections NanoAOD's indices point to (``Muon_jetIdx
+    => Jet``, ...); coffea drops those references either way, and a warning for each, in every
+    worker, is noise. A class attribute, so it holds in worker processes too (a warnings filter
+    set here would act in this process only).
+    """
+
+    warn_missing_crossrefs = False
 
 
 def _generated_domain(folder: Path) -> str:
@@ -175,14 +187,13 @@ def make_runner(
                 client=stack.enter_context(_dask_client(workers, scheduler)),
                 status=show_progress,
             )
-        # coffea warns once per missing cross-reference (e.g. FatJet_nConstituents in PFNano):
-        # expected for these files, and noise for the user.
-        stack.enter_context(warnings.catch_warnings())
-        warnings.filterwarnings(
-            "ignore", message="Missing cross-reference index", category=RuntimeWarning
-        )
+        if not show_progress:
+            # coffea's iterative and futures executors draw their bars even with status=False
+            # (rich's add_task ignores the ``disable`` coffea passes): silence its console.
+            stack.callback(setattr, coffea_console, "quiet", coffea_console.quiet)
+            coffea_console.quiet = True
         runner = processor.Runner(
-            executor=run_executor, schema=NanoAODSchema, chunksize=chunksize, savemetrics=False
+            executor=run_executor, schema=SkimNanoAODSchema, chunksize=chunksize, savemetrics=False
         )
         try:
             yield runner
