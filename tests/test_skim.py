@@ -48,6 +48,9 @@ def test_generated_sample_skims_into_labelled_shards(skim_dir, sim_sample):
     labels = np.bincount(ak.to_numpy(jets.label), minlength=len(CLASS_NAMES))
     assert labels.tolist() == [48] * len(CLASS_NAMES)
     assert set(jets.domain.tolist()) == {"sim"}
+    # Plain types, no missing values: particles are var * F * float32.
+    assert str(jets.particles.type.content) == "var * 17 * float32"
+    assert str(jets.label.type.content) == "int32" and str(jets.dataset.type.content) == "string"
     # Particles sorted by pT (descending), capped, counted right, finite.
     pt_log = _column(jets, "part_pt_log")
     assert ak.all(pt_log[:, 1:] <= pt_log[:, :-1])
