@@ -192,7 +192,7 @@ def make_runner(
         elif executor == "futures":
             # One loky pool serves coffea's preprocessing and processing and is kept for later
             # runs in this process (quickstart, studies): worker start-up is paid once, not per
-            # stage and run (12k jets: 3.5 s -> 1.8 s, then 0.4 s; benchmarks/README.md).
+            # stage and run (12k jets: 3.5 s -> 1.9 s, then 0.4 s; benchmarks/README.md).
             run_executor = processor.FuturesExecutor(
                 pool=get_reusable_executor(max_workers=workers),
                 workers=workers,
@@ -214,20 +214,19 @@ def make_runner(
         )
         # The futures and Dask executors print a failed chunk's traceback before re-raising it:
         # held back, and dropped when the failure is a bad input reported in one line.
-        held = io.StringIO()
+        held, user_error = io.StringIO(), None
         try:
             with contextlib.redirect_stderr(held):
                 yield runner
         except Exception as err:
             # coffea wraps what a processor raised: a bad input surfaces as its own one line.
             user_error = _find_user_error(err)
-            if user_error is not None:
-                if user_error is err:
-                    raise
-                raise user_error from None
-            sys.stderr.write(held.getvalue())
-            raise
-        sys.stderr.write(held.getvalue())
+            if user_error is None or user_error is err:
+                raise
+            raise user_error from None
+        finally:
+            if user_error is None:  # success, or a failure whose traceback matters
+                sys.stderr.write(held.getvalue())
 
 
 @contextlib.contextmanager

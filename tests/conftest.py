@@ -12,6 +12,12 @@ from hepmpm.jetclass import CLASS_NAMES
 
 JETS_PER_CLASS = 48
 
+#: The real CMS files beside the project (../shared/data/cms); tests that need them skip without.
+CMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cms"
+needs_cms = pytest.mark.skipif(
+    not (CMS / "pfnano.root").is_file(), reason=f"shared CMS files not found in {CMS}"
+)
+
 
 def make_sample(out: Path, preset: str = "sim", classes=CLASS_NAMES, jets=JETS_PER_CLASS, **kw):
     request = SampleRequest(

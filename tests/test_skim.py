@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import uproot
-from conftest import make_sample, make_skim, rewrite_events
+from conftest import CMS, make_sample, make_skim, needs_cms, rewrite_events
 from hepmpm.processors.jet_constituents import hardest_first_order
 from hepmpm.processors.jet_selection import JetSelection
 
@@ -21,11 +21,6 @@ from hepmpm.data.statistics import FeatureStatistics, particle_keys
 from hepmpm.errors import HepmpmError
 from hepmpm.features import PART17
 from hepmpm.jetclass import CLASS_NAMES
-
-CMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cms"
-needs_cms = pytest.mark.skipif(
-    not (CMS / "pfnano.root").is_file(), reason=f"shared CMS files not found in {CMS}"
-)
 
 
 def _read_all(skim: Path) -> ak.Array:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import CMS, needs_cms
 from hepmpm.export import export_tagger
 from hepmpm.processors.tagger import TaggerProcessor
 from tagger_models import make_tagger_dir
@@ -22,7 +23,6 @@ from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.models.store import load_tagger
 from hepmpm.tag import TagRequest, read_hists, run_tag
 
-CMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cms"
 KEY = ["run", "luminosityBlock", "event", "jet_index"]
 SCORES = [f"score_{c}" for c in CLASS_NAMES]
 
@@ -115,6 +115,7 @@ def test_parallel_executors_give_identical_scores(
         np.testing.assert_array_equal(parallel[name], iterative[name])
 
 
+@needs_cms
 def test_real_pfnano_file_is_tagged(model, tmp_path):
     summary, _ = run_tag(
         TagRequest(model=model, inputs=[CMS / "pfnano.root"], out=tmp_path), show_progress=False
@@ -128,6 +129,7 @@ def test_real_pfnano_file_is_tagged(model, tmp_path):
     assert (scores["label"] == -1).all()  # real data: no truth label
 
 
+@needs_cms
 def test_file_without_constituents_is_a_clear_error(model, tmp_path):
     with pytest.raises(
         HepmpmError, match=r"nano_dy\.root: no jet constituents; looked for PFCands"
