@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -240,8 +241,14 @@ def _dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             yield client
         return
     with (
+        # The workers' own logs (a failed task's traceback) stay quiet: the error reaches the
+        # client, which reports it (a bad input in one line).
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
     ):

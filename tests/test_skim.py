@@ -152,16 +152,16 @@ def test_real_pfnano_file_matches_hand_computed_features(tmp_path):
 
 
 @needs_cms
-@pytest.mark.parametrize("executor", ["iterative", "futures"])
-def test_file_without_constituents_fails_and_writes_nothing(tmp_path, capsys, executor):
+@pytest.mark.parametrize("executor", ["iterative", "futures", "dask"])
+def test_file_without_constituents_fails_and_writes_nothing(tmp_path, capfd, executor):
     out = tmp_path / "skim"
     code = main(
         ["skim", str(CMS / "nano_dy.root"), "--out", str(out), "--no-progress",
          "--executor", executor, "--workers", "2"]
     )  # fmt: skip
-    message = capsys.readouterr().err
+    message = capfd.readouterr().err  # what the terminal shows, worker processes included
     assert code == 2
-    assert "Traceback" not in message  # coffea's print of the worker's traceback is held back
+    assert "Traceback" not in message  # workers' tracebacks (coffea, distributed) are held back
     assert "no jet constituents" in message and "nano_dy.root" in message
     assert "FatJetPFCands_{jetIdx,pFCandsIdx}" in message
     assert "FatJetPFCand_{jetIdx,pfCandIdx}" in message
