@@ -44,12 +44,10 @@ from typing import Any
 import awkward as ak
 import hepmpm.processors.constituent_skim as skim_module
 import uproot
-from coffea import processor
 from coffea.processor import executor as coffea_executor
-from coffea.util import coffea_console
 from hepmpm.processors.constituent_skim import ConstituentSkim
 from hepmpm.processors.jet_constituents import CANDIDATE_BRANCHES
-from hepmpm.processors.running import SkimNanoAODSchema, build_fileset
+from hepmpm.processors.running import build_fileset, make_runner
 from loky import get_reusable_executor
 
 import hepmpm.skim as run_module
@@ -114,19 +112,13 @@ def resolve_inputs(data: list[str]) -> Inputs:
 
 def traced_branches(data: list[str], feature_set: str, tmp: Path) -> set[str]:
     """The branches coffea's access log records for one ``ConstituentSkim`` run (a cross-check)."""
-    runner = processor.Runner(
-        executor=processor.IterativeExecutor(status=False),
-        schema=SkimNanoAODSchema,
-        savemetrics=True,
-    )
     out = Path(tempfile.mkdtemp(prefix="trace-", dir=tmp))
-    quiet, coffea_console.quiet = coffea_console.quiet, True  # no bar (see make_runner)
     try:
-        _, metrics = runner(
-            build_fileset(data), processor_instance=ConstituentSkim(out, feature_set)
-        )
+        with make_runner("iterative", show_progress=False, savemetrics=True) as runner:
+            _, metrics = runner(
+                build_fileset(data), processor_instance=ConstituentSkim(out, feature_set)
+            )
     finally:
-        coffea_console.quiet = quiet
         shutil.rmtree(out, ignore_errors=True)
     return {column.rsplit("-", 1)[0] for column in metrics["columns"]}
 

@@ -150,11 +150,7 @@ def read_jet_constituents(events: ak.Array, source: str) -> JetConstituents:
     global_jet = jet_offsets[link_event[keep]] + link_jet[keep]
 
     candidate_fields = set(candidates.fields)
-    absent = [
-        CANDIDATE_BRANCHES[n]
-        for n in REQUIRED_INPUTS
-        if CANDIDATE_BRANCHES[n] not in candidate_fields
-    ]
+    absent = [b for b in map(CANDIDATE_BRANCHES.get, REQUIRED_INPUTS) if b not in candidate_fields]
     if absent:
         raise HepmpmError(
             f"{source}: branch {naming.candidates}_{absent[0]} is missing; "

@@ -175,11 +175,13 @@ def make_runner(
     chunksize: int = 100_000,
     scheduler: str | None = None,
     show_progress: bool = True,
+    savemetrics: bool = False,
 ) -> Iterator[processor.Runner]:
     """A coffea ``Runner`` on the named executor; a local Dask cluster lives as long as the block.
 
     ``scheduler`` (``tcp://host:port``) connects to an existing Dask cluster instead. A
     :class:`HepmpmError` raised by a processor leaves the block as itself, not wrapped by coffea.
+    With ``savemetrics`` the runner returns ``(output, metrics)``, coffea's access log included.
     """
     if executor not in EXECUTORS:
         raise HepmpmError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
@@ -211,7 +213,10 @@ def make_runner(
             stack.callback(setattr, coffea_console, "quiet", coffea_console.quiet)
             coffea_console.quiet = True
         runner = processor.Runner(
-            executor=run_executor, schema=SkimNanoAODSchema, chunksize=chunksize, savemetrics=False
+            executor=run_executor,
+            schema=SkimNanoAODSchema,
+            chunksize=chunksize,
+            savemetrics=savemetrics,
         )
         # The futures and Dask executors print a failed chunk's traceback before re-raising it:
         # held back, and dropped when the failure is a bad input reported in one line.
