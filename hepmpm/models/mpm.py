@@ -6,13 +6,23 @@
   key mask); a small transformer decoder gets the visible encoder outputs plus a null token at
   each masked position and predicts the masked particles.
 
-The backbone sees no positions. Mask and null tokens carry the particle's pT rank (particles
-are pT-ordered in the shards) through a sinusoidal code, so that masked slots are
-distinguishable, which the task needs; ``mask_position: none`` turns this off.
+The backbone sees no positions, but masked slots must be told apart (else every masked
+particle of a jet gets the same prediction). ``mask_position`` says how:
+
+- ``rank``: the particle's pT rank among all of the jet's particles (the shards are pT-ordered)
+  through a sinusoidal code. This leaks: with the visible particles' pT known, a rank pins the
+  masked particle's pT between its neighbours', so pT-like targets need no understanding.
+- ``order`` (JetSSL-Lite's MPM): the k-th masked particle of a jet (in pT order among the masked
+  ones only) gets the k-th of a table of learned tokens; it says "the hardest masked one", not
+  where it sits among the visible ones.
+- ``none``: one token for all (the task then predicts a distribution per jet, not per slot).
 
 Targets (several at once, each with a weight): ``vqvae`` / ``kmeans`` (token id of a fitted
-tokenizer, cross-entropy), ``regression`` (the normalised continuous features, MSE) and ``id``
-(the 8-class particle type, cross-entropy). Losses count masked particles only.
+tokenizer, cross-entropy), ``regression`` (the normalised continuous features, MSE or Huber:
+``regression_loss``), ``id`` (the 8-class particle type, cross-entropy), and ``class``: the
+jet's class from its pooled embedding (joint MPM + supervised pre-training, arXiv 2606.14870),
+counted only on jets whose JetClass label is in ``class_labels`` (others are unlabelled and
+contribute the masked-particle targets alone). Particle losses count masked particles only.
 """
 
 from __future__ import annotations
@@ -27,10 +37,13 @@ from torch import nn
 
 from hepmpm.config import StrictModel
 from hepmpm.features import PARTICLE_ID_CLASSES, FeatureSet
+from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.models.backbone import Backbone, BackboneConfig, TransformerEncoder
 
 TOKEN_TARGETS = ("vqvae", "kmeans")
-TARGETS = (*TOKEN_TARGETS, "regression", "id")
+TARGETS = (*TOKEN_TARGETS, "regression", "id", "class")
+#: Rows of the ``order`` table of learned mask tokens (masked particles beyond share the last).
+MAX_ORDER_TOKENS = 128
 
 
 class DecoderConfig(StrictModel):
@@ -47,7 +60,15 @@ class MPMConfig(StrictModel):
     mode: Literal["v1", "v2"] = "v1"
     mask_fraction: float = Field(0.4, gt=0, lt=1, description="fraction of each jet's particles")
     targets: dict[str, float] = Field(default_factory=lambda: {"vqvae": 1.0})
-    mask_position: Literal["rank", "none"] = "rank"
+    mask_position: Literal["rank", "order", "none"] = "rank"
+    regression_loss: Literal["mse", "huber"] = Field(
+        "mse", description="loss of the regression target (huber: delta 1 on normalised values)"
+    )
+    class_labels: list[int] | None = Field(
+        None,
+        description="class target: JetClass labels it may use (None: every labelled jet); "
+        "jets of other labels count as unlabelled",
+    )
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
 
     def model_post_init(self, _context: object) -> None:
@@ -56,6 +77,11 @@ class MPMConfig(StrictModel):
             raise ValueError(f"targets must be among {', '.join(TARGETS)}; got {unknown or 'none'}")
         if sum(t in TOKEN_TARGETS for t in self.targets) > 1:
             raise ValueError("use one token target (vqvae or kmeans): there is one tokenizer")
+        if set(self.targets) == {"class"}:
+            raise ValueError("the class target needs a masked-particle target beside it")
+        bad = [v for v in self.class_labels or [] if not 0 <= v < len(CLASS_NAMES)]
+        if bad:
+            raise ValueError(f"class_labels must be JetClass labels 0..{len(CLASS_NAMES) - 1}")
 
 
 def choose_masked(
@@ -123,36 +149,46 @@ class MaskedParticleModel(nn.Module):
             self.decoder = TransformerEncoder(
                 BackboneConfig(dim=decoder.dim, depth=decoder.depth, heads=decoder.heads)
             )
+        if config.mask_position == "order":
+            self.order_tokens = nn.Parameter(torch.randn(MAX_ORDER_TOKENS, head_dim) * 0.02)
         outputs = {
             "regression": self.backbone.embed.normalise.n_continuous,
             "id": len(PARTICLE_ID_CLASSES),
         }
         self.heads = nn.ModuleDict()
         for target in config.targets:
+            if target == "class":  # on the pooled jet embedding [mean particle; mean register]
+                self.heads[target] = nn.Linear(2 * dim, len(CLASS_NAMES))
+                continue
             if target in TOKEN_TARGETS:
                 if not n_tokens:
                     raise ValueError(f"target {target!r} needs a tokenizer (its number of tokens)")
                 outputs[target] = n_tokens
             self.heads[target] = nn.Linear(head_dim, outputs[target])
 
-    def _position_code(self, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    def _position_code(self, masked: torch.Tensor, dim: int) -> torch.Tensor:
+        """What tells masked slots apart: [B or 1, P or 1, dim] (see ``mask_position``)."""
         if self.config.mask_position == "none":
-            return torch.zeros(1, 1, dim, device=mask.device)
-        return rank_code(mask.shape[1], dim, mask.device)[None]
+            return torch.zeros(1, 1, dim, device=masked.device)
+        if self.config.mask_position == "order":
+            order = (masked.long().cumsum(1) - 1).clamp(0, MAX_ORDER_TOKENS - 1)  # [B, P]
+            return self.order_tokens[order]
+        return rank_code(masked.shape[1], dim, masked.device)[None]
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         tokens = self.backbone.embed(features)  # [B, P, D]
         if self.config.mode == "v1":
-            fill = self.mask_token + self._position_code(mask, tokens.shape[-1])
+            fill = self.mask_token + self._position_code(masked, tokens.shape[-1])
             tokens = torch.where(masked[..., None], fill.to(tokens.dtype), tokens)
-            outputs, _ = self.backbone.encode_embedded(tokens, mask)
+            outputs, registers = self.backbone.encode_embedded(tokens, mask)
+            encoded, visible = outputs, mask
         else:
             visible = mask & ~masked
             encoded, registers = self.backbone.encode_embedded(tokens, visible)
             x = self.to_decoder(torch.cat([registers, encoded], dim=1))
-            fill = self.null_token + self._position_code(mask, x.shape[-1])
+            fill = self.null_token + self._position_code(masked, x.shape[-1])
             n_registers = registers.shape[1]
             particles = torch.where(masked[..., None], fill.to(x.dtype), x[:, n_registers:])
             x = torch.cat([x[:, :n_registers], particles], dim=1)
@@ -162,15 +198,34 @@ class MaskedParticleModel(nn.Module):
             outputs = self.decoder(x, torch.cat([register_mask, visible | masked], dim=1))
             outputs = outputs[:, n_registers:]
         at_masked = outputs[masked]  # [M, D]
-        return {target: head(at_masked) for target, head in self.heads.items()}
+        predictions = {}
+        for target, head in self.heads.items():
+            if target == "class":
+                predictions[target] = head(pooled_embedding(encoded, registers, visible))  # [B, C]
+            else:
+                predictions[target] = head(at_masked)
+        return predictions
 
     def targets(
-        self, features: torch.Tensor, masked: torch.Tensor, tokens: torch.Tensor | None
+        self,
+        features: torch.Tensor,
+        masked: torch.Tensor,
+        tokens: torch.Tensor | None,
+        labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """What each head should predict at the masked positions ([M] ids or [M, F] values)."""
+        """What each head should predict: at the masked positions ([M] ids or [M, F] values);
+        for ``class``, the JetClass label of each jet [B] (-1: unlabelled, or not allowed)."""
         out = {}
         for target in self.config.targets:
-            if target in TOKEN_TARGETS:
+            if target == "class":
+                if labels is None:
+                    raise ValueError("the class target needs the jets' labels")
+                allowed = labels >= 0
+                if self.config.class_labels is not None:
+                    chosen = torch.tensor(self.config.class_labels, device=labels.device)
+                    allowed &= torch.isin(labels, chosen)
+                out[target] = torch.where(allowed, labels, torch.full_like(labels, -1))
+            elif target in TOKEN_TARGETS:
                 out[target] = tokens[masked]
             elif target == "regression":
                 continuous, _ = self.backbone.embed.normalise(features)
@@ -180,15 +235,33 @@ class MaskedParticleModel(nn.Module):
         return out
 
 
+def pooled_embedding(
+    particles: torch.Tensor, registers: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Jet embedding [B, 2D]: mean of the particle outputs [B, P, D] over ``mask`` [B, P],
+    beside the mean of the register outputs [B, R, D] (zeros without registers)."""
+    weights = mask[..., None].to(particles.dtype)
+    mean = (particles * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    summary = registers.mean(1) if registers.shape[1] else torch.zeros_like(mean)
+    return torch.cat([mean, summary], dim=-1)
+
+
 def mpm_losses(
-    predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    predictions: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    regression_loss: str = "mse",
 ) -> dict[str, torch.Tensor]:
-    """Loss per target (cross-entropy for ids/tokens, MSE for regression)."""
-    return {
-        name: (
-            F.mse_loss(prediction.float(), targets[name])
-            if name == "regression"
-            else F.cross_entropy(prediction.float(), targets[name])
-        )
-        for name, prediction in predictions.items()
-    }
+    """Loss per target: cross-entropy for ids/tokens/classes (the class target averages over
+    labelled jets only, 0 for a batch without any), MSE or Huber for regression."""
+    losses = {}
+    for name, prediction in predictions.items():
+        target = targets[name]
+        if name == "regression":
+            loss = F.huber_loss if regression_loss == "huber" else F.mse_loss
+            losses[name] = loss(prediction.float(), target)
+        elif name == "class":
+            total = F.cross_entropy(prediction.float(), target, ignore_index=-1, reduction="sum")
+            losses[name] = total / (target >= 0).sum().clamp_min(1)
+        else:
+            losses[name] = F.cross_entropy(prediction.float(), target)
+    return losses

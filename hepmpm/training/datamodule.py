@@ -22,6 +22,11 @@ class DataConfig(StrictModel):
     shuffle_buffer: int = Field(8192, ge=1)
     domains: list[str] | None = Field(None, description="use only these domains (e.g. [data])")
     cache: bool = Field(True, description="keep read jets in memory (small skims, many epochs)")
+    bucket: bool = Field(
+        True,
+        description="training batches of jets of similar multiplicity, drawn from each shuffle "
+        "block (about half the padding of random batches on real jets)",
+    )
 
 
 class JetDataModule(L.LightningDataModule):
@@ -53,6 +58,7 @@ class JetDataModule(L.LightningDataModule):
             seed=self.seed,
             drop_last=shuffle,
             cache=c.cache,
+            bucket=c.bucket,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -5,8 +5,10 @@ Three modes (``FinetuneConfig.mode``):
 - ``frozen``: the pre-trained backbone is fixed (no gradients, evaluation mode, not in the
   optimizer, so its weights stay bit-identical); only the class-attention head trains.
 - ``finetune``: everything trains; the backbone's learning rate is ``backbone_lr_ratio`` times
-  the head's, and it is held at 0 for the first ``head_warmup_steps`` (a head-only warm-up),
-  after which it gets its own warm-up and decay.
+  the head's, and it is held at 0 for the first ``head_warmup_steps`` (a head-only warm-up).
+  Then it either gets its own warm-up and decay (``catchup_steps: 0``), or (JetSSL-Lite's
+  "catch-up") ramps linearly from 0 to ``backbone_lr_ratio`` times the head's current rate over
+  ``catchup_steps`` and follows the head's schedule from there.
 - ``scratch``: the same architecture from a random initialisation, all at the head's rate;
   any pre-trained backbone is ignored.
 
@@ -16,10 +18,16 @@ optimizer steps over as many epochs of that subset as it takes. The tagger's out
 ``c``-th chosen class in JetClass order; ``tagger.json`` records the class names and JetClass
 labels (:func:`hepmpm.models.store.save_tagger`).
 
+Every mode is judged on its best validation point: ``checkpoints/best.ckpt`` (lowest
+``val/loss``) holds the weights that are tested and saved (``evaluate: best``, the default;
+``last`` keeps the final step's), and ``early_stopping_patience`` stops a run after that many
+validations without a better ``val/loss``, so no arm trains far past its best point.
+
 Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV),
 ``run.json``, ``config.yaml`` (the resolved config), and at the end ``tagger.pt`` +
-``tagger.json`` and ``metrics.json`` (test-split metrics of the final model,
-:func:`hepmpm.studies.metrics.classification_metrics`; an unbounded rejection is ``Infinity``).
+``tagger.json`` and ``metrics.json`` (test-split metrics of the evaluated weights,
+:func:`hepmpm.studies.metrics.classification_metrics`; an unbounded rejection is ``Infinity``;
+``best_step`` says which step they come from).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping
 from pydantic import Field
 
 from hepmpm import __version__
@@ -91,6 +100,18 @@ class FinetuneConfig(StrictModel):
     )
     head_warmup_steps: int = Field(
         0, ge=0, description="finetune mode: steps with the backbone held fixed (lr 0) first"
+    )
+    catchup_steps: int = Field(
+        0,
+        ge=0,
+        description="finetune mode: after head_warmup_steps, steps over which the backbone's "
+        "rate ramps linearly up to backbone_lr_ratio x the head's (0: own warm-up and decay)",
+    )
+    evaluate: Literal["best", "last"] = Field(
+        "best", description="weights tested and saved: lowest val/loss, or the final step's"
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many validations without a lower val/loss"
     )
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     head: HeadConfig = Field(default_factory=HeadConfig)
@@ -206,7 +227,10 @@ class FinetuneModule(L.LightningModule):
                 return lr_factor(step, total, o)
             if step < c.head_warmup_steps:
                 return 0.0
-            return lr_factor(step - c.head_warmup_steps, total - c.head_warmup_steps, o)
+            since = step - c.head_warmup_steps
+            if c.catchup_steps:
+                return min(1.0, (since + 1) / c.catchup_steps) * lr_factor(step, total, o)
+            return lr_factor(since, total - c.head_warmup_steps, o)
 
         parts = [(self.tagger.head, o.lr, head_schedule)]
         if not self.frozen:
@@ -277,6 +301,7 @@ class FinetuneDataModule(PretrainDataModule):
             seed=self.seed,
             drop_last=True,
             cache=c.cache,
+            bucket=c.bucket,
         )
         self.val_set = self._dataset("val", shuffle=False)
 
@@ -368,6 +393,17 @@ def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
     return last if last.is_file() else None
 
 
+def _load_best(module: FinetuneModule, trainer: L.Trainer) -> int:
+    """Put the lowest-``val/loss`` weights of the run into ``module``; returns their step (the
+    final weights stay when no validation ran)."""
+    best = trainer.checkpoint_callback.best_model_path
+    if not best or not Path(best).is_file():
+        return trainer.global_step
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    return int(checkpoint["global_step"])
+
+
 def config_hash(config: FinetuneConfig) -> str:
     """A short SHA-256 of the resolved config (recorded in tagger.json)."""
     text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
@@ -431,6 +467,11 @@ def run_finetune(
     module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
     if pretrained is not None:
         module.tagger.backbone.load_state_dict(pretrained.state_dict())
+    callbacks = []
+    if config.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStopping("val/loss", patience=config.early_stopping_patience, verbose=False)
+        )
     trainer = make_trainer(
         t,
         out,
@@ -438,10 +479,14 @@ def run_finetune(
         show_progress,
         # An epoch of a few labelled jets can be shorter than the logging interval.
         log_every_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
+        callbacks=callbacks,
     )
     if trainer.is_global_zero:
         start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
     fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
+    best_step = trainer.global_step
+    if config.evaluate == "best":
+        best_step = _load_best(module, trainer)
     metrics: dict[str, Any] = {
         "mode": config.mode,
         "classes": class_names,
@@ -449,6 +494,7 @@ def run_finetune(
         "train_jets": datamodule.train_jets,
         "seed": t.seed,
         "steps": trainer.global_step,
+        "best_step": best_step,
         "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if not trainer.is_global_zero:
@@ -477,7 +523,7 @@ def run_finetune(
                 "path": str(data),
                 "settings_hash": datamodule.manifest.raw["settings_hash"],
             },
-            "metrics": {k: metrics[k] for k in ("train_jets", "steps", "train")}
+            "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
             | {"test_accuracy": metrics["test"]["accuracy"]},
         },
     )

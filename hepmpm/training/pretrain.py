@@ -45,6 +45,7 @@ from hepmpm.models.mpm import (
 )
 from hepmpm.models.store import save_backbone
 from hepmpm.training.datamodule import DataConfig, JetDataModule
+from hepmpm.training.probe import OnlineProbe, ProbeConfig
 from hepmpm.training.runs import (
     TrainerConfig,
     config_differences,
@@ -64,6 +65,7 @@ class PretrainConfig(StrictModel):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
 
 
 class ResumableBatches:
@@ -155,8 +157,8 @@ class MPMModule(L.LightningModule):
             with torch.no_grad():
                 tokens = self.tokenizer.tokenize(features, mask)
         predictions = self.model(features, mask, masked)
-        targets = self.model.targets(features, masked, tokens)
-        losses = mpm_losses(predictions, targets)
+        targets = self.model.targets(features, masked, tokens, batch.labels)
+        losses = mpm_losses(predictions, targets, self.config.mpm.regression_loss)
         weights = self.config.mpm.targets
         loss = sum(weights[name] * value for name, value in losses.items())
         return loss, losses, predictions, targets
@@ -191,6 +193,8 @@ class MPMModule(L.LightningModule):
             if name == "regression":
                 continue
             target = targets[name]
+            if name == "class":  # labelled jets only
+                logits, target = logits[target >= 0], target[target >= 0]
             top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
             self._accumulate(f"correct_{name}", (top5[:, 0] == target).sum())
             self._accumulate(f"top5_{name}", (top5 == target[:, None]).any(-1).sum())
@@ -321,7 +325,10 @@ def run_pretrain(
     ckpt_path = _check_resumable(out, record, resume)
     module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
     t = config.trainer
-    trainer = make_trainer(t, out, config.optimizer.grad_clip, show_progress)
+    callbacks = []
+    if config.probe.skim is not None:
+        callbacks.append(OnlineProbe(config.probe, feature_set.names))
+    trainer = make_trainer(t, out, config.optimizer.grad_clip, show_progress, callbacks=callbacks)
     if trainer.is_global_zero:
         start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
     fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)

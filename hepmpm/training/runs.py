@@ -53,9 +53,11 @@ def make_trainer(
     grad_clip: float,
     show_progress: bool,
     log_every_steps: int | None = None,
+    callbacks: list[L.Callback] | None = None,
 ) -> L.Trainer:
     """A step-based Lightning ``Trainer`` writing checkpoints (last, best by ``val/loss``) and
-    logs into ``out``; a resumed run logs to the next ``version_N``."""
+    logs into ``out``, with ``callbacks`` besides; a resumed run logs to the next
+    ``version_N``."""
     return L.Trainer(
         max_steps=config.max_steps,
         val_check_interval=config.val_every_steps,
@@ -80,6 +82,7 @@ def make_trainer(
                 save_last=True,
             ),
             LearningRateMonitor(logging_interval="step"),
+            *(callbacks or []),
         ],
     )
 
