@@ -29,10 +29,12 @@ class BackboneConfig(StrictModel):
     registers: int = Field(0, ge=0, description="learned register tokens prepended to a jet")
 
 
-#: ``tiny`` for tests (seconds on a CPU), ``small`` for CPU studies (~0.8M parameters),
-#: ``base`` for GPUs (MPMv1-like, 8 x 512, ~25M parameters).
+#: ``tiny`` for tests (seconds on a CPU), ``compact`` for pre-training on ~1e5 jets with 2 CPU
+#: cores (~0.2M parameters), ``small`` for CPU studies (~0.8M parameters), ``base`` for GPUs
+#: (MPMv1-like, 8 x 512, ~25M parameters).
 BACKBONE_SIZES: dict[str, BackboneConfig] = {
     "tiny": BackboneConfig(dim=32, depth=2, heads=4, registers=1),
+    "compact": BackboneConfig(dim=64, depth=4, heads=4, registers=2),
     "small": BackboneConfig(dim=128, depth=4, heads=8, registers=2),
     "base": BackboneConfig(dim=512, depth=8, heads=8, registers=4),
 }

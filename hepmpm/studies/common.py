@@ -162,9 +162,12 @@ class StudyFolder:
         run_skim(request, show_progress=progress)
         return out
 
-    def pretrain(self, name: str, skim: Path, progress: bool) -> Path:
+    def pretrain(
+        self, name: str, skim: Path, progress: bool, extra_overrides: Sequence[str] = ()
+    ) -> Path:
         """Pre-train once on ``skim`` (labels unused) into ``work/pretrain/NAME``, fitting the
-        tokenizer first when one is configured; kept once ``backbone.json`` exists."""
+        tokenizer first when one is configured; kept once ``backbone.json`` exists.
+        ``extra_overrides`` follow the stage's own (a variant's lever, the probe's skim)."""
         from hepmpm.training.pretrain import run_pretrain
         from hepmpm.training.runs import last_checkpoint
 
@@ -183,7 +186,11 @@ class StudyFolder:
             skim,
             out,
             tokenizer_dir=tokenizer_dir,
-            overrides=[f"trainer.seed={self.config.pretrain_seed}", *stage.overrides],
+            overrides=[
+                f"trainer.seed={self.config.pretrain_seed}",
+                *stage.overrides,
+                *extra_overrides,
+            ],
             resume=resume,
             show_progress=progress,
         )
@@ -211,9 +218,11 @@ class StudyFolder:
         classes: list[str],
         seed: int,
         progress: bool,
+        stage: Stage | None = None,
     ) -> tuple[Path, dict[str, Any]]:
         """One fine-tuning run in ``work/runs/RUN`` (kept once its ``metrics.json`` exists):
-        the folder and :func:`~hepmpm.training.finetune.run_finetune`'s metrics."""
+        the folder and :func:`~hepmpm.training.finetune.run_finetune`'s metrics. ``stage``:
+        the fine-tuning stage (default: the study's)."""
         from hepmpm.training.finetune import run_finetune
 
         out = self.work / "runs" / run
@@ -221,7 +230,7 @@ class StudyFolder:
         if done.is_file():
             return out, json.loads(done.read_text())
         shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts over (seconds-scale)
-        stage = self.config.finetune
+        stage = stage or self.config.finetune
         metrics = run_finetune(
             stage.config,
             skim,

@@ -112,6 +112,27 @@ def training_curves(runs: Mapping[str, Sequence[Path]], path: Path, keys: Sequen
     return _save(fig, path)
 
 
+def probe_curves(runs: Mapping[str, Sequence[Path]], path: Path) -> Path:
+    """Online-probe accuracy (``probe/acc``) of pre-training runs (name → ``metrics.csv``
+    files) against the step, each beside its random-init twin (``probe/acc_random``, dashed)."""
+    fig, axes = _figure(1, 1, size=6.0)
+    ax = axes[0, 0]
+    for (name, csv_paths), color in zip(
+        runs.items(), plt.rcParams["axes.prop_cycle"], strict=False
+    ):
+        metrics = read_lightning_metrics(csv_paths)
+        if "probe/acc" not in metrics:
+            continue
+        steps, acc = metrics["probe/acc"]
+        ax.plot(steps, acc, marker="o", label=name, **color)
+        if "probe/acc_random" in metrics:
+            ax.axhline(metrics["probe/acc_random"][1][-1], linestyle="--", **color)
+    ax.set_xlabel("pre-training step")
+    ax.set_ylabel("linear-probe accuracy (dashed: random init)")
+    ax.legend(fontsize=11)
+    return _save(fig, path)
+
+
 def roc_curves(
     scores: Mapping[str, tuple[np.ndarray, np.ndarray]],
     class_names: Sequence[str],

@@ -28,6 +28,7 @@ class Study:
 #: Study names (the CLI's) → where they live; configs/studies/MODULE.yaml is the default config.
 STUDIES: dict[str, Study] = {
     "label-scan": Study("label_scan", "LabelScanConfig"),
+    "label-efficiency": Study("label_efficiency", "LabelEfficiencyConfig"),
     "new-classes": Study("new_classes", "NewClassesConfig"),
     "cwola": Study("cwola", "CwolaConfig"),
     "sim-to-real": Study("sim_to_real", "SimToRealConfig"),

@@ -1,0 +1,328 @@
+"""``hepmpm study label-efficiency``: does pre-training pay, at a realistic unlabelled/labelled
+ratio, and which lever moves it?
+
+Two generated samples of the same classes: a large **corpus** pre-trained on without labels,
+and a separate **labelled** sample whose train split gives the N class-balanced labelled jets
+of each point, whose val split selects every arm's best checkpoint (and scores the online
+probe), and whose test split (the same jets for every arm and seed) is where the arms are
+compared. The pre-training never sees a labelled jet.
+
+Every arm has its own fine-tuning stage (so its own learning rate), the same step budget, and
+is tested at its best validation point (:mod:`hepmpm.training.finetune`). Arms name a
+pre-training: ``pretrain`` (the study's main recipe) or one of ``variants`` (the main recipe
+with overrides: one lever each), so that an ablation pulls one lever at a time.
+
+Results: ``results.csv`` (arm × labels × seed), ``aggregated.csv`` (mean ± std),
+``accuracy_vs_labels.png`` / ``mean_rejection_50_vs_labels.png``, ``label_efficiency.csv``
+(for each N, the labels the reference arm needs to match each arm's accuracy, interpolated in
+log N on the reference curve; ``> max`` when it never does), ``ablation.csv`` (every arm at
+``ablation_labels`` against the reference arm), and ``probe.png`` (each pre-training's online
+probe against its random-init twin).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from hepmpm.config import StrictModel
+from hepmpm.studies.common import (
+    SampleConfig,
+    Stage,
+    StudyConfig,
+    StudyFolder,
+    aggregate,
+    aggregated_section,
+    curves,
+    pm,
+    tagger_row,
+    write_table,
+)
+from hepmpm.studies.pages import Section, write_page
+from hepmpm.studies.plots import mean_std_curves, probe_curves, read_lightning_metrics
+
+VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
+MAIN = "pretrain"
+
+
+class Arm(StrictModel):
+    """One arm: a fine-tuning mode, the pre-training it starts from, its own stage."""
+
+    name: str = Field(description="e.g. scratch, frozen, finetune, finetune-order")
+    mode: Literal["scratch", "frozen", "finetune"]
+    pretraining: str | None = Field(
+        None, description="'pretrain' or a variant's name (None for scratch)"
+    )
+    finetune: Stage | None = Field(None, description="None: the study's finetune stage")
+    overrides: list[str] = Field(
+        default_factory=list, description="extra overrides of the stage (e.g. optimizer.lr=...)"
+    )
+    labels: list[int] | None = Field(None, description="its points (None: the study's labels)")
+    seeds: list[int] | None = Field(None, description="its seeds (None: the study's seeds)")
+
+
+class LabelEfficiencyConfig(StudyConfig):
+    """configs/studies/label_efficiency.yaml."""
+
+    corpus: SampleConfig = Field(description="unlabelled pre-training sample")
+    labelled: SampleConfig = Field(description="labelled sample: train (N), val, test splits")
+    labels: list[int] = Field(min_length=1, description="class-balanced labelled jets per point")
+    variants: dict[str, list[str]] = Field(
+        default_factory=dict, description="name -> overrides of the main pre-training (a lever)"
+    )
+    arms: list[Arm] = Field(min_length=1)
+    reference: str = Field("scratch", description="the arm the others are compared with")
+    ablation_labels: int | None = Field(None, description="N of the ablation table")
+
+    def model_post_init(self, _context: object) -> None:
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names must be unique; got {names}")
+        if self.reference not in names:
+            raise ValueError(f"reference {self.reference!r} is not an arm ({', '.join(names)})")
+        known = {MAIN, *self.variants}
+        for arm in self.arms:
+            if arm.mode == "scratch" and arm.pretraining is not None:
+                raise ValueError(f"arm {arm.name!r}: scratch takes no pretraining")
+            if arm.mode != "scratch" and arm.pretraining not in known:
+                raise ValueError(
+                    f"arm {arm.name!r}: pretraining must be one of {sorted(known)}, "
+                    f"got {arm.pretraining!r}"
+                )
+        if self.ablation_labels is not None and self.ablation_labels not in self.labels:
+            raise ValueError(f"ablation_labels {self.ablation_labels} is not in labels")
+        for arm in self.arms:
+            if not set(arm.labels or []) <= set(self.labels):
+                raise ValueError(f"arm {arm.name!r}: its labels must be among {self.labels}")
+            if not set(arm.seeds or []) <= set(self.seeds):
+                raise ValueError(f"arm {arm.name!r}: its seeds must be among {self.seeds}")
+        if set(self.corpus.classes) != set(self.labelled.classes):
+            raise ValueError("corpus and labelled samples must hold the same classes")
+        if (self.corpus.preset, self.corpus.seed) == (self.labelled.preset, self.labelled.seed):
+            raise ValueError("corpus and labelled samples need different seeds (disjoint jets)")
+
+
+def run(
+    config: LabelEfficiencyConfig, out: Path, progress: bool, echo: Callable[[str], None]
+) -> Path:
+    """Run (or complete) the study; returns ``summary.md``."""
+    folder = StudyFolder(out, config, "label-efficiency")
+    corpus = folder.skim(
+        "corpus", folder.sample(config.corpus, progress).values(), config.corpus.preset, progress
+    )
+    labelled = folder.skim(
+        "labelled",
+        folder.sample(config.labelled, progress).values(),
+        config.labelled.preset,
+        progress,
+    )
+    echo(f"skims: {corpus} (pre-training), {labelled} (labels, val, test)")
+    probe = [f"probe.skim={labelled}"]
+    needed = dict.fromkeys(a.pretraining for a in config.arms if a.pretraining is not None)
+    backbones = {}
+    for name in needed:
+        extra = probe + (config.variants.get(name, []) if name != MAIN else [])
+        backbones[name] = folder.pretrain(name, corpus, progress, extra)
+        echo(f"pre-trained {name}: {backbones[name]}")
+    rows = []
+    for seed in config.seeds:
+        for n in config.labels:
+            for arm in config.arms:
+                if seed not in (arm.seeds or config.seeds) or n not in (
+                    arm.labels or config.labels
+                ):
+                    continue
+                stage = arm.finetune or config.finetune
+                stage = Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides])
+                _, metrics = folder.finetune(
+                    f"{arm.name}/n{n}/seed{seed}", labelled,
+                    backbones.get(arm.pretraining), arm.mode, n, config.labelled.classes, seed,
+                    progress, stage,
+                )  # fmt: skip
+                row = {
+                    "arm": arm.name, "labels": n, "seed": seed,
+                    "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
+                }  # fmt: skip
+                echo(f"  {arm.name:18s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
+                rows.append(row)
+    return report(config, folder, rows, backbones)
+
+
+def labels_to_match(
+    points: Sequence[float], reference: Sequence[float], value: float
+) -> float | None:
+    """Labels the reference arm needs to reach ``value``: linear interpolation of its accuracy
+    ``reference`` [K] in log(labels) over ``points`` [K] (ascending); ``None`` when it never
+    does within the points, the first point when it already does there."""
+    if value <= reference[0]:
+        return float(points[0])
+    for (n0, a0), (n1, a1) in zip(
+        zip(points, reference, strict=True), zip(points[1:], reference[1:], strict=True),
+        strict=False,
+    ):  # fmt: skip
+        if a0 < value <= a1:
+            t = (value - a0) / (a1 - a0)
+            return float(math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0))))
+    return None
+
+
+def efficiency_rows(summary: Sequence[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+    """For every arm and N: the reference arm's labels to match its mean accuracy, and the
+    factor over N (``> max`` when the reference never gets there)."""
+    points, ys = curves(summary, "arm", "labels", "accuracy")
+    if reference not in ys:
+        return []
+    ref = np.maximum.accumulate(np.asarray(ys[reference][0]))  # more labels never hurt
+    rows = []
+    for arm, (means, _) in ys.items():
+        if arm == reference:
+            continue
+        for n, value in zip(points, means, strict=True):
+            match = labels_to_match(points, list(ref), value)
+            if match is None:
+                needed, factor = f"> {points[-1]}", f"> {points[-1] / n:.3g}"
+            elif value <= ref[0]:  # the reference's first point already matches: an upper bound
+                needed, factor = f"<= {points[0]}", f"<= {points[0] / n:.3g}"
+            else:
+                needed, factor = f"{match:.0f}", f"{match / n:.2f}"
+            rows.append(
+                {
+                    "arm": arm,
+                    "labels": n,
+                    "accuracy": value,
+                    f"{reference}_labels_to_match": needed,
+                    "factor": factor,
+                }
+            )
+    return rows
+
+
+def ablation_rows(
+    summary: Sequence[dict[str, Any]], config: LabelEfficiencyConfig
+) -> list[dict[str, Any]]:
+    """Every arm at ``ablation_labels``: its pre-training's overrides and the accuracy
+    difference to the reference arm (mean ± combined std when there are several seeds)."""
+    n = config.ablation_labels
+    if n is None:
+        return []
+    table = {(a["arm"], a["labels"]): a for a in summary}
+    ref = table.get((config.reference, n))
+    if ref is None:
+        return []
+    rows = []
+    for arm in config.arms:
+        entry = table.get((arm.name, n))
+        if entry is None:
+            continue
+        lever = " ".join(config.variants.get(arm.pretraining or "", [])) or "-"
+        diff = entry["accuracy_mean"] - ref["accuracy_mean"]
+        spread = math.hypot(entry["accuracy_std"], ref["accuracy_std"])
+        rows.append(
+            {
+                "arm": arm.name,
+                "mode": arm.mode,
+                "pretraining": arm.pretraining or "-",
+                "lever": lever,
+                "finetune_overrides": " ".join(arm.overrides) or "-",
+                "seeds": entry["seeds"],
+                "accuracy": pm(entry["accuracy_mean"], entry["accuracy_std"]),
+                f"minus_{config.reference}": f"{diff:+.3f}",
+                "spread": f"{spread:.3f}",
+            }
+        )
+    return rows
+
+
+def probe_rows(backbones: dict[str, Path]) -> list[dict[str, Any]]:
+    """Each pre-training's last online-probe accuracy, its random twin's, and the best."""
+    rows = []
+    for name, folder in backbones.items():
+        metrics = read_lightning_metrics(sorted(folder.glob("logs/version_*/metrics.csv")))
+        if "probe/acc" not in metrics:
+            continue
+        steps, acc = metrics["probe/acc"]
+        random = metrics["probe/acc_random"][1][-1]
+        best = int(np.argmax(acc))
+        rows.append(
+            {
+                "pretraining": name,
+                "steps": int(steps[-1]),
+                "probe_acc_last": float(acc[-1]),
+                "probe_acc_best": float(acc[best]),
+                "best_step": int(steps[best]),
+                "probe_acc_random": float(random),
+                "gain_last": float(acc[-1] - random),
+            }
+        )
+    return rows
+
+
+def report(
+    config: LabelEfficiencyConfig,
+    folder: StudyFolder,
+    rows: list[dict[str, Any]],
+    backbones: dict[str, Path],
+) -> Path:
+    """Tables, plots and the summary page."""
+    out = folder.root
+    write_table(out / "results", rows)
+    summary = aggregate(rows, ("arm", "labels"), VALUES)
+    write_table(out / "aggregated", summary)
+    figures = []
+    for value, label in (
+        ("accuracy", "test accuracy"),
+        ("mean_rejection_50", "mean QCD rejection at 50% sig. eff."),
+    ):
+        x, ys = curves(summary, "arm", "labels", value)
+        figures.append(
+            mean_std_curves(x, ys, out / f"{value}_vs_labels.png", "labelled jets", label)
+        )
+    efficiency = efficiency_rows(summary, config.reference)
+    ablation = ablation_rows(summary, config)
+    probes = probe_rows(backbones)
+    for name, table in (("label_efficiency", efficiency), ("ablation", ablation)):
+        if table:
+            write_table(out / name, table)
+    sections = [Section("Setup", text=[_setup_text(config)])]
+    sections.append(
+        aggregated_section("Results (test split)", summary, ("arm", "labels"), VALUES, [], figures)
+    )
+    if efficiency:
+        sections.append(_table_section("Label-efficiency factor", efficiency))
+    if ablation:
+        sections.append(_table_section(f"Ablation at N = {config.ablation_labels}", ablation))
+    if probes:
+        write_table(out / "probe", probes)
+        runs = {n: sorted(p.glob("logs/version_*/metrics.csv")) for n, p in backbones.items()}
+        figure = probe_curves(runs, out / "probe.png")
+        sections.append(_table_section("Online probe of each pre-training", probes, [figure]))
+    markdown, _ = write_page(out, "summary", "Label efficiency of pre-training", sections)
+    return markdown
+
+
+def _table_section(
+    title: str, rows: Sequence[dict[str, Any]], figures: Sequence[Path] = ()
+) -> Section:
+    header = list(rows[0])
+    cells = [[f"{v:.3f}" if isinstance(v, float) else v for v in row.values()] for row in rows]
+    return Section(title, table=(header, cells), figures=figures)
+
+
+def _setup_text(config: LabelEfficiencyConfig) -> str:
+    c, lab = config.corpus, config.labelled
+    classes = ", ".join(c.classes)
+    n_corpus = c.jets_per_class * len(c.classes)
+    return (
+        f"{len(c.classes)} classes ({classes}). Pre-training corpus: {n_corpus} {c.preset} jets "
+        f"(seed {c.seed}), no labels; {config.pretrain.config} "
+        f"{' '.join(config.pretrain.overrides)}. Labelled sample: {lab.jets_per_class} "
+        f"{lab.preset} jets per class (seed {lab.seed}): N class-balanced train jets per point, "
+        f"its val split picks each arm's best step, its test split is shared by every arm. "
+        f"Fine-tuning {config.finetune.config} {' '.join(config.finetune.overrides)}; "
+        f"mean ± std over {len(config.seeds)} seeds."
+    )
