@@ -47,7 +47,7 @@ from hepmpm.studies.pages import Section, write_page
 from hepmpm.studies.plots import mean_std_curves, probe_curves, read_lightning_metrics
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
-MAIN = "pretrain"
+MAIN = "pretrain"  #: the name of the main pre-training (variants: their own names)
 
 
 class Arm(StrictModel):
@@ -122,35 +122,50 @@ def run(
         progress,
     )
     echo(f"skims: {corpus} (pre-training), {labelled} (labels, val, test)")
-    probe = [f"probe.skim={labelled}"]
-    needed = dict.fromkeys(a.pretraining for a in config.arms if a.pretraining is not None)
-    backbones = {}
-    for name in needed:
-        extra = probe + (config.variants.get(name, []) if name != MAIN else [])
-        backbones[name] = folder.pretrain(name, corpus, progress, extra)
-        echo(f"pre-trained {name}: {backbones[name]}")
+    backbones: dict[str, Path] = {}
+
+    def backbone(name: str | None) -> Path | None:
+        """The pre-training ``name`` (run the first time an arm needs it)."""
+        if name is None:
+            return None
+        if name not in backbones:
+            extra = [f"probe.skim={labelled}", *config.variants.get(name, [])]
+            backbones[name] = folder.pretrain(name, corpus, progress, extra)
+            echo(f"pre-trained {name}: {backbones[name]}")
+        return backbones[name]
+
     rows = []
-    for seed in config.seeds:
-        for n in config.labels:
-            for arm in config.arms:
-                if seed not in (arm.seeds or config.seeds) or n not in (
-                    arm.labels or config.labels
-                ):
-                    continue
-                stage = arm.finetune or config.finetune
-                stage = Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides])
-                _, metrics = folder.finetune(
-                    f"{arm.name}/n{n}/seed{seed}", labelled,
-                    backbones.get(arm.pretraining), arm.mode, n, config.labelled.classes, seed,
-                    progress, stage,
-                )  # fmt: skip
-                row = {
-                    "arm": arm.name, "labels": n, "seed": seed,
-                    "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
-                }  # fmt: skip
-                echo(f"  {arm.name:18s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
-                rows.append(row)
+    for arm, n, seed in schedule(config):
+        stage = arm.finetune or config.finetune
+        stage = Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides])
+        _, metrics = folder.finetune(
+            f"{arm.name}/n{n}/seed{seed}", labelled, backbone(arm.pretraining), arm.mode, n,
+            config.labelled.classes, seed, progress, stage,
+        )  # fmt: skip
+        row = {
+            "arm": arm.name, "labels": n, "seed": seed,
+            "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
+        }  # fmt: skip
+        echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
+        rows.append(row)
     return report(config, folder, rows, backbones)
+
+
+def schedule(config: LabelEfficiencyConfig) -> list[tuple[Arm, int, int]]:
+    """Every (arm, labels, seed) run, those of the main pre-training (and scratch) first, so
+    that the headline lands before the variants' pre-trainings start; then by seed and N."""
+    groups = [None, MAIN, *config.variants]
+    runs = [
+        (arm, n, seed)
+        for arm in config.arms
+        for seed in arm.seeds or config.seeds
+        for n in arm.labels or config.labels
+    ]
+    position = {id(arm): i for i, arm in enumerate(config.arms)}
+    return sorted(
+        runs,
+        key=lambda r: (groups.index(r[0].pretraining), r[2], r[1], position[id(r[0])]),
+    )
 
 
 def labels_to_match(
