@@ -6,6 +6,7 @@ pre-trained on it (regression + particle-id targets, no tokenizer) serve every t
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -20,7 +21,12 @@ from hepmpm.errors import HepmpmError
 from hepmpm.features import feature_set_record, get_feature_set
 from hepmpm.models.store import load_backbone, load_tagger
 from hepmpm.studies.metrics import background_rejection, classification_metrics
-from hepmpm.training.finetune import evaluate_tagger, load_finetune_config, run_finetune
+from hepmpm.training.finetune import (
+    FinetuneModule,
+    evaluate_tagger,
+    load_finetune_config,
+    run_finetune,
+)
 from hepmpm.training.pretrain import run_pretrain
 
 CLASSES = ("QCD", "Wqq", "Tbqq")  # jet masses ~ tens of GeV, 80 GeV, 173 GeV: separable
@@ -141,6 +147,74 @@ def test_scratch_ignores_the_backbone(skim, pretrained, tmp_path):
     assert record["pretrained"] is None
     assert _same(_state(with_backbone), _state(without))
     assert not _same(_state(with_backbone.backbone), _state(load_backbone(pretrained)))
+
+
+def test_catchup_holds_the_backbone_then_moves_it(skim, pretrained, tmp_path):
+    hold = 6
+    overrides = [
+        *FAST, f"head_warmup_steps={hold}", "catchup_steps=4", "evaluate=last",
+        "optimizer.warmup_steps=2",
+    ]  # fmt: skip
+    config = load_finetune_config("tiny", overrides, mode="finetune")
+    module = FinetuneModule("part17", config.model_dump(), [0, 7, 8])
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    factors = [[f(step) for f in scheduler.lr_lambdas] for step in range(14)]
+    head, backbone = factors[0][0], [row[-1] for row in factors]  # head first, backbone last
+    assert head > 0 and backbone[:hold] == [0.0] * hold
+    ramp = [b / row[0] for b, row in zip(backbone[hold:], factors[hold:], strict=True)]
+    assert np.allclose(ramp[:4], [0.25, 0.5, 0.75, 1.0]) and np.allclose(ramp[4:], 1.0)
+    # In a run: bit-identical backbone after `hold` steps, moved after more.
+    start = _state(load_backbone(pretrained))
+    for steps, moved in ((hold, False), (hold + 4, True)):
+        out = tmp_path / f"steps{steps}"
+        run_finetune(
+            "tiny", skim, out, backbone_dir=pretrained, mode="finetune",
+            overrides=[*overrides, f"trainer.max_steps={steps}"], show_progress=False,
+        )  # fmt: skip
+        assert _same(_state(load_tagger(out)[0].backbone), start) is not moved
+
+
+def test_best_validation_weights_are_tested_and_saved(skim, tmp_path):
+    out = tmp_path / "best"
+    overrides = [*FAST, "trainer.max_steps=60", "trainer.val_every_steps=10", "optimizer.lr=0.02"]
+    overrides.append("early_stopping_patience=2")
+    metrics = run_finetune(
+        "tiny", skim, out, mode="scratch", overrides=overrides, show_progress=False
+    )
+    rows = list(csv.DictReader((out / "logs" / "version_0" / "metrics.csv").open()))
+    val = [(int(r["step"]), float(r["val/loss"])) for r in rows if r.get("val/loss")]
+    best_step = min(val, key=lambda v: v[1])[0]
+    # Lightning logs validation at step s - 1 for the checkpoint saved at global step s.
+    assert metrics["best_step"] == best_step + 1
+    if best_step + 1 < 60:  # stopped early: at most `patience` validations past the best
+        assert metrics["steps"] <= metrics["best_step"] + 2 * 10
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    tagger, _ = load_tagger(out)
+    saved = {f"tagger.{k}": v for k, v in _state(tagger).items()}
+    assert _same(saved, {k: checkpoint["state_dict"][k] for k in saved})
+    again = evaluate_tagger(tagger, skim, [0, 7, 8])
+    assert again["accuracy"] == metrics["test"]["accuracy"]
+
+
+def test_online_probe_is_logged_and_rises(skim, tmp_path):
+    """The joint class target on the probe's classes must lift the probe above its random
+    twin, which shows the probe reads the backbone being trained."""
+    out = tmp_path / "probe"
+    run_pretrain(
+        "tiny", skim, out,
+        overrides=[
+            *FAST, "mpm.targets={regression: 1.0, class: 3.0}", f"probe.skim={skim}",
+            "probe.labels=90", "probe.score_jets=24", "trainer.max_steps=80",
+            "trainer.val_every_steps=40",
+        ],
+        show_progress=False,
+    )  # fmt: skip
+    rows = list(csv.DictReader((out / "logs" / "version_0" / "metrics.csv").open()))
+    probes = [r for r in rows if r.get("probe/acc")]
+    assert len(probes) == 2
+    random = {float(r["probe/acc_random"]) for r in probes}
+    assert len(random) == 1  # the twin is probed once
+    assert float(probes[-1]["probe/gain"]) > 0.05
 
 
 # ---------------------------------------------------------------------------- bad input

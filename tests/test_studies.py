@@ -18,6 +18,7 @@ from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.studies.common import aggregate, mean_rejection
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
+from hepmpm.studies.label_efficiency import labels_to_match
 from hepmpm.studies.runner import STUDIES, run_study
 
 SEEDS = 3
@@ -143,6 +144,45 @@ def test_sim_to_real(studies):
         assert (out / "work" / "pretrain" / domain / "backbone.json").is_file()
         skim = json.loads((out / "work" / "skims" / domain / "manifest.json").read_text())
         assert {s["domain"] for s in skim["shards"]} == {domain}
+
+
+def test_label_efficiency(studies):
+    out = studies["label-efficiency"]
+    for name in ("results", "aggregated", "label_efficiency", "ablation", "probe"):
+        assert (out / f"{name}.csv").is_file() and (out / f"{name}.json").is_file(), name
+    for plot in ("accuracy_vs_labels.png", "mean_rejection_50_vs_labels.png", "probe.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+    rows = _rows(out / "results.csv")
+    # scratch and finetune at both points, the lever arm only at its own.
+    assert sorted((r["arm"], r["labels"]) for r in rows) == sorted(
+        [(a, n) for a in ("scratch", "finetune") for n in ("12", "24")] + [("finetune-rank", "12")]
+    )
+    _in(rows, "accuracy", 0, 1)
+    assert all(int(r["best_step"]) >= 1 for r in rows)
+    ablation = {r["arm"]: r for r in _rows(out / "ablation.csv")}
+    assert ablation["finetune-rank"]["lever"] == "mpm.mask_position=rank"
+    assert float(ablation["scratch"]["minus_scratch"]) == 0
+    efficiency = _rows(out / "label_efficiency.csv")
+    assert {r["arm"] for r in efficiency} == {"finetune"}  # the arms at every point
+    probes = {r["pretraining"]: r for r in _rows(out / "probe.csv")}
+    assert set(probes) == {"pretrain", "rank"}
+    assert all(0 <= float(p["probe_acc_random"]) <= 1 for p in probes.values())
+    # The pre-training never saw the labelled sample: no jet (pT, mass) in common.
+    corpus, labelled = (
+        JetIndex.from_skim(out / "work" / "skims" / name) for name in ("corpus", "labelled")
+    )
+
+    def jets(index):
+        return set(zip(index.columns["jet_pt"].tolist(), index.columns["jet_mass"].tolist()))
+
+    assert not jets(corpus) & jets(labelled)
+
+
+def test_labels_to_match_interpolates_in_log_labels():
+    points, reference = [100, 1000], [0.5, 0.7]
+    assert labels_to_match(points, reference, 0.6) == pytest.approx(math.sqrt(100 * 1000))
+    assert labels_to_match(points, reference, 0.4) == 100
+    assert labels_to_match(points, reference, 0.8) is None
 
 
 def test_rerun_is_cached_and_other_config_refused(studies, capsys):

@@ -1,0 +1,120 @@
+"""The pre-training levers: the linear probe and its random twin, the order-of-masked null
+tokens, the Huber loss, the joint class target, and batches bucketed by multiplicity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hepmpm.data.loader import JetDataset, make_dataloader
+from hepmpm.features import get_feature_set
+from hepmpm.models.backbone import BACKBONE_SIZES
+from hepmpm.models.mpm import MaskedParticleModel, MPMConfig, choose_masked, mpm_losses
+from hepmpm.training.probe import ProbeConfig, ProbeSets, probe_accuracy
+
+PART17 = get_feature_set("part17")
+
+
+def _model(**mpm) -> MaskedParticleModel:
+    config = MPMConfig(targets=mpm.pop("targets", {"regression": 1.0, "id": 1.0}), **mpm)
+    return MaskedParticleModel(PART17, BACKBONE_SIZES["tiny"], config)
+
+
+def _batch(skim_dir, n: int = 32):
+    dataset = JetDataset(skim_dir, None, n)
+    return next(iter(make_dataloader(dataset)))
+
+
+# ---------------------------------------------------------------------------- probe
+
+
+def test_probe_separates_separable_classes_and_not_noise():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    centres = rng.normal(size=(3, 16)) * 3
+    separable = centres[labels] + rng.normal(size=(600, 16))
+    noise = rng.normal(size=(600, 16))
+    fit, score = slice(0, 300), slice(300, 600)
+    assert probe_accuracy((separable[fit], labels[fit]), (separable[score], labels[score])) > 0.95
+    chance = probe_accuracy((noise[fit], labels[fit]), (noise[score], labels[score]))
+    assert chance < 0.45  # three classes: 1/3 expected
+
+
+def test_probe_sets_never_use_the_test_split(skim_dir):
+    sets = ProbeSets(ProbeConfig(skim=str(skim_dir), labels=20, score_jets=10), PART17.names)
+    assert sets.fit_set.split == "train" and sets.score_set.split == "val"
+    with pytest.raises(Exception, match="features"):
+        ProbeSets(ProbeConfig(skim=str(skim_dir)), get_feature_set("mpm7id").names)
+
+
+# ---------------------------------------------------------------------------- MPM options
+
+
+def test_order_tokens_number_the_masked_particles():
+    model = _model(mask_position="order")
+    masked = torch.tensor([[False, True, False, True, True], [True, False, False, False, True]])
+    code = model._position_code(masked, 32)  # [B, P, D]
+    table = model.order_tokens
+    assert torch.equal(code[0, 1], table[0]) and torch.equal(code[0, 3], table[1])
+    assert torch.equal(code[0, 4], table[2])
+    assert torch.equal(code[1, 0], table[0]) and torch.equal(code[1, 4], table[1])
+
+
+def test_huber_is_quadratic_then_linear():
+    prediction = {"regression": torch.tensor([[0.5], [3.0]])}
+    target = {"regression": torch.zeros(2, 1)}
+    mse = mpm_losses(prediction, target, "mse")["regression"]
+    huber = mpm_losses(prediction, target, "huber")["regression"]
+    assert torch.isclose(mse, torch.tensor((0.25 + 9.0) / 2))
+    assert torch.isclose(huber, torch.tensor((0.5 * 0.25 + (3.0 - 0.5)) / 2))
+
+
+def test_class_target_ignores_unlabelled_and_disallowed_jets(skim_dir):
+    batch = _batch(skim_dir)
+    allowed = sorted({int(v) for v in batch.labels[:8]})
+    model = _model(targets={"regression": 1.0, "class": 1.0}, class_labels=allowed)
+    masked = choose_masked(batch.mask, 0.4)
+    labels = batch.labels.clone()
+    labels[::2] = -1  # half the jets unlabelled
+    targets = model.targets(batch.features, masked, None, labels)["class"]
+    keep = (labels >= 0) & torch.isin(labels, torch.tensor(allowed))
+    assert torch.equal(targets >= 0, keep)
+    logits = model(batch.features, batch.mask, masked)["class"]  # [B, C]
+    loss = mpm_losses({"class": logits}, {"class": targets})["class"]
+    expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
+    assert torch.isclose(loss, expected)
+    # No labelled jet in a batch: zero, not NaN, and no gradient.
+    none = mpm_losses({"class": logits}, {"class": torch.full_like(targets, -1)})["class"]
+    assert none.item() == 0.0
+
+
+def test_class_target_needs_a_particle_target():
+    with pytest.raises(ValueError, match="masked-particle target"):
+        MPMConfig(targets={"class": 1.0})
+
+
+# ---------------------------------------------------------------------------- bucketing
+
+
+def test_bucketed_batches_cover_the_same_jets_with_less_padding(skim_dir):
+    def epoch(bucket: bool, epoch_number: int = 0):
+        dataset = JetDataset(
+            skim_dir, None, 16, shuffle=True, drop_last=True, bucket=bucket, shuffle_buffer=128
+        )
+        dataset.set_epoch(epoch_number)
+        return list(make_dataloader(dataset))
+
+    plain, bucketed = epoch(False), epoch(True)
+    assert len(plain) == len(bucketed)
+    ids = sorted(int(i) for b in plain for i in b.jet_id)
+    assert ids == sorted(int(i) for b in bucketed for i in b.jet_id)  # the same jets
+
+    def padding(batches):
+        return 1 - np.mean([b.mask.float().mean().item() for b in batches])
+
+    assert padding(bucketed) < 0.5 * padding(plain)
+    again = epoch(True)  # deterministic (resume replays it) ...
+    assert all(torch.equal(a.jet_id, b.jet_id) for a, b in zip(bucketed, again, strict=True))
+    other = epoch(True, 1)  # ... and another epoch mixes differently
+    assert any(not torch.equal(a.jet_id, b.jet_id) for a, b in zip(bucketed, other, strict=True))
