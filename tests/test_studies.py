@@ -173,7 +173,8 @@ def test_label_efficiency(studies):
     )
 
     def jets(index):
-        return set(zip(index.columns["jet_pt"].tolist(), index.columns["jet_mass"].tolist()))
+        pt, mass = index.columns["jet_pt"].tolist(), index.columns["jet_mass"].tolist()
+        return set(zip(pt, mass, strict=True))
 
     assert not jets(corpus) & jets(labelled)
 
