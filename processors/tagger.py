@@ -4,8 +4,9 @@ Per chunk it reads the FatJets and their constituents and selects jets with exac
 :class:`~hepmpm.processors.ConstituentSkim` (:func:`read_jet_constituents`,
 :func:`select_jets`, :func:`hepmpm.features.compute_features`), so an analysis feeds the model
 the features it was trained on: no train/inference skew. The raw features go, jagged, through
-:class:`~hepmpm.export.OnnxTagger` (padded to the chunk's longest jet, at most
-``max_particles``). The output accumulates over chunks:
+:class:`~hepmpm.export.OnnxTagger`: sorted by particle count and run in batches of
+similar multiplicity, each padded only to its longest jet (at most ``max_particles``), the
+scores restored to the jets' order. The output accumulates over chunks:
 
 - ``hists``: ``score`` (dataset × class × score) and ``score_vs_mass`` (dataset × class ×
   score × jet mass / GeV), ``hist.Hist``;
