@@ -206,6 +206,11 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="skim folder (hepmpm skim)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer folder (hepmpm tokenizer)")
+    parser.add_argument(
+        "--init",
+        metavar="pretrained:NAME|PRETRAIN_DIR",
+        help="continue pre-training from these weights (e.g. on your own data)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_overrides(parser, "config", "trainer.max_steps=200")
@@ -235,6 +240,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         overrides=overrides,
         resume=args.resume,
         show_progress=not args.no_progress,
+        init=args.init,
     )
     if metrics["rank"] != 0:
         return 0  # DDP: rank 0 reports
@@ -405,7 +411,9 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="skim folder (hepmpm skim)")
     parser.add_argument(
-        "--backbone", type=Path, help="pre-training folder (hepmpm pretrain); not for scratch"
+        "--backbone",
+        metavar="PRETRAIN_DIR|pretrained:NAME",
+        help="pre-training folder (hepmpm pretrain) or a shipped backbone; not for scratch",
     )
     parser.add_argument(
         "--mode", choices=["frozen", "finetune", "scratch"],
@@ -424,6 +432,33 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
     _add_overrides(parser, "config", "trainer.max_steps=200")
     _add_progress(parser)
     parser.set_defaults(run=_run_finetune)
+
+
+def _add_pretrained(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "pretrained",
+        help="list the backbones shipped with hepmpm (use as --backbone pretrained:NAME)",
+        description="The pre-trained backbones inside the package and their model cards.",
+    )
+    parser.set_defaults(run=_run_pretrained)
+
+
+def _run_pretrained(args: argparse.Namespace) -> int:
+    from hepmpm.pretrained import check_card, shipped
+
+    folders = shipped()
+    if not folders:
+        print("no backbone ships with this hepmpm")
+    for name, folder in folders.items():
+        card = check_card(folder)
+        data, probe = card["data"], card["probe"]
+        print(
+            f"pretrained:{name}: {card['backbone_size']} backbone, feature set "
+            f"{card['feature_set']}, {card['steps']} steps on {data['jets']} {data['preset']} jets "
+            f"({', '.join(data['classes'])}); linear probe {probe['accuracy']:.3f} vs "
+            f"{probe['random_init_accuracy']:.3f} at random init; hepmpm {card['hepmpm_version']}"
+        )
+    return 0
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
@@ -540,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tokenizer(commands)
     _add_pretrain(commands)
     _add_finetune(commands)
+    _add_pretrained(commands)
     _add_export(commands)
     _add_tag(commands)
     _add_quickstart(commands)

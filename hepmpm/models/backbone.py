@@ -28,6 +28,15 @@ class BackboneConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     registers: int = Field(0, ge=0, description="learned register tokens prepended to a jet")
 
+    def model_post_init(self, _context: object) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
+
+    def architecture(self) -> dict[str, object]:
+        """What fixes the weights' shapes (dropout aside): two backbones with the same
+        architecture load each other's weights."""
+        return self.model_dump(mode="json", exclude={"dropout"})
+
 
 #: ``tiny`` for tests (seconds on a CPU), ``compact`` for pre-training on ~1e5 jets with 2 CPU
 #: cores (~0.2M parameters), ``small`` for CPU studies (~0.8M parameters), ``base`` for GPUs

@@ -61,6 +61,7 @@ from hepmpm.jetclass import CLASS_INDEX, CLASS_NAMES, parse_classes
 from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
 from hepmpm.models.classifier import HeadConfig, JetTagger
 from hepmpm.models.store import load_backbone, save_tagger
+from hepmpm.pretrained import resolve_backbone
 from hepmpm.studies.metrics import classification_metrics
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
@@ -358,17 +359,13 @@ def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
     return present
 
 
-def _architecture(config: BackboneConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json", exclude={"dropout"})
-
-
 def _pretrained(backbone_dir: Path, datamodule: JetDataModule, config: FinetuneConfig) -> Backbone:
     with torch.random.fork_rng():  # loading leaves the seeded stream to the tagger's init
         backbone = load_backbone(backbone_dir, datamodule.feature_set)
-    if _architecture(backbone.config) != _architecture(config.backbone):
+    if backbone.config.architecture() != config.backbone.architecture():
         raise HepmpmError(
-            f"backbone {backbone_dir} is {_architecture(backbone.config)}, but the fine-tuning "
-            f"config's backbone is {_architecture(config.backbone)}; use the config of the same "
+            f"backbone {backbone_dir} is {backbone.config.architecture()}, but the fine-tuning "
+            f"config's backbone is {config.backbone.architecture()}; use the config of the same "
             f"size or --set backbone.dim=... to match"
         )
     return backbone
@@ -428,7 +425,8 @@ def run_finetune(
     ``config``: packaged name (tiny, small, base), YAML path or :class:`FinetuneConfig`;
     ``overrides`` (``a.b=value``) and then ``mode``, ``labels`` (N class-balanced training
     jets), ``classes`` (names) and ``seed`` replace the config's values when given.
-    ``backbone_dir``: a pre-training folder (backbone.json + backbone.pt), required unless
+    ``backbone_dir``: a pre-training folder (backbone.json + backbone.pt) or
+    ``pretrained:NAME`` (a backbone shipped with hepmpm, :mod:`hepmpm.pretrained`), required unless
     ``mode`` is ``scratch``, where it is ignored. Returns what ``metrics.json`` holds: ``mode``,
     ``classes``, ``labels``, ``train_jets``, ``seed``, ``steps``, ``train`` (last logged
     training/validation values) and ``test`` (``classification_metrics``).
@@ -451,7 +449,7 @@ def run_finetune(
     feature_set = datamodule.feature_set
     pretrained = None
     if config.mode != "scratch":
-        pretrained = _pretrained(Path(backbone_dir), datamodule, config)
+        pretrained = _pretrained(resolve_backbone(backbone_dir), datamodule, config)
     out = Path(out)
     class_names = [CLASS_NAMES[c] for c in chosen]
     record = {

@@ -2,6 +2,7 @@
 
 Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV,
 and TensorBoard when installed), ``config.yaml`` (the resolved config), and at the end
+``mpm.pt`` (the whole model, heads included, which ``--init`` continues from) and
 ``backbone.pt`` + ``backbone.json`` (:func:`hepmpm.models.store.save_backbone`: weights that
 load with ``torch.load(weights_only=True)``, the feature set, backbone config, metrics) for
 fine-tuning.
@@ -43,7 +44,8 @@ from hepmpm.models.mpm import (
     choose_masked,
     mpm_losses,
 )
-from hepmpm.models.store import save_backbone
+from hepmpm.models.store import load_backbone, read_backbone_record, save_backbone
+from hepmpm.pretrained import resolve_backbone
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.probe import OnlineProbe, ProbeConfig
 from hepmpm.training.runs import (
@@ -55,6 +57,10 @@ from hepmpm.training.runs import (
     start_run_folder,
 )
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
+from hepmpm.weights import load_weights, save_weights
+
+#: The whole masked-particle model (backbone, mask tokens, decoder, heads) of a finished run.
+MPM_WEIGHTS = "mpm.pt"
 
 
 class PretrainConfig(StrictModel):
@@ -287,13 +293,45 @@ def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | 
     if not saved.is_file():
         raise HepmpmError(f"cannot resume {last}: {saved} (what the run trained) is missing")
     previous = json.loads(saved.read_text())
-    for key in ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer"):
+    for key in ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer", "init"):
         for name, before, now in config_differences(key, previous.get(key), record[key]):
             raise HepmpmError(
                 f"cannot resume {last}: it was trained with {name} = {before!r}, "
                 f"this run has {name} = {now!r}"
             )
     return last
+
+
+def _initial_weights(
+    module: MPMModule, init: str | Path, feature_set: FeatureSet, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Load the weights of ``init`` (``pretrained:NAME`` or a pre-training folder) into
+    ``module``: the whole masked-particle model when ``init`` has one of the same MPM settings
+    and tokenizer (``mpm.pt``), else the backbone alone (the heads start afresh). Returns what
+    the run records about where it started from."""
+    folder = resolve_backbone(init)
+    source = read_backbone_record(folder)
+    backbone = load_backbone(folder, feature_set)  # a feature set that differs is an error
+    if backbone.config.architecture() != module.config.backbone.architecture():
+        raise HepmpmError(
+            f"--init {init}: its backbone is {backbone.config.architecture()}, the config's "
+            f"{module.config.backbone.architecture()}; use the same backbone size"
+        )
+    token_targets = [t for t in module.config.mpm.targets if t in TOKEN_TARGETS]
+    if token_targets and source.get("tokenizer") != record["tokenizer"]:
+        raise HepmpmError(
+            f"--init {init} was pre-trained with tokenizer {source.get('tokenizer')}, this run "
+            f"has {record['tokenizer']}: continue with the tokenizer it was trained with"
+        )
+    whole = folder / MPM_WEIGHTS
+    same = (source.get("mpm"), source.get("n_tokens")) == (record["mpm"], record["n_tokens"])
+    if whole.is_file() and same:
+        load_weights(module.model, whole, folder / "backbone.json")
+        weights = "mpm"
+    else:
+        module.model.backbone.load_state_dict(backbone.state_dict())
+        weights = "backbone"
+    return {"from": str(init), "folder": str(folder), "weights": weights}
 
 
 def run_pretrain(
@@ -304,9 +342,14 @@ def run_pretrain(
     overrides: list[str] | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Pre-train a backbone on the skim folder ``data``; returns the final metrics, the step
-    count and this process's ``rank`` (under DDP every process returns; rank 0 writes)."""
+    count and this process's ``rank`` (under DDP every process returns; rank 0 writes).
+
+    ``init``: continue pre-training from the weights of ``pretrained:NAME`` or a pre-training
+    folder (domain-adaptive pre-training on one's own data); the run records where it started.
+    On ``resume`` the checkpoint's weights are used, and ``init`` must be the one recorded."""
     config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = PretrainDataModule(data, config.data, seed=config.trainer.seed)
@@ -321,9 +364,13 @@ def run_pretrain(
         "mpm": config.mpm.model_dump(),
         "n_tokens": n_tokens,
         "tokenizer": _tokenizer_identity(tokenizer),
+        "init": None if init is None else str(init),
     }
     ckpt_path = _check_resumable(out, record, resume)
     module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
+    started_from = None
+    if init is not None:
+        started_from = _initial_weights(module, init, feature_set, record)
     t = config.trainer
     callbacks = []
     if config.probe.skim is not None:
@@ -338,12 +385,15 @@ def run_pretrain(
     trainer.save_checkpoint(last_checkpoint(out), weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
+        save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training
         save_backbone(
             module.model.backbone,
             out,
             extra={
                 "mpm": record["mpm"],
                 "n_tokens": n_tokens,
+                "tokenizer": record["tokenizer"],
+                "init": started_from,
                 "parameters": count_parameters(module.model.backbone),
                 "steps": trainer.global_step,
                 "world_size": trainer.world_size,

@@ -1,0 +1,94 @@
+"""Continued (domain-adaptive) pre-training: ``--init`` starts from existing weights, records
+where it started, and refuses weights that cannot continue; shipped backbones resolve by name."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from hepmpm.cli import main
+from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.pretrained import check_card, resolve_backbone, shipped
+from hepmpm.training.pretrain import run_pretrain
+
+FAST = [
+    "mpm.targets={regression: 1.0, id: 1.0}",
+    "trainer.val_every_steps=20",
+    "trainer.val_batches=2",
+    "trainer.log_every_steps=1",
+    "data.batch_size=32",
+    "trainer.cpu_threads=1",
+]
+
+
+def _losses(out) -> list[float]:
+    rows = list(csv.DictReader((out / "logs" / "version_0" / "metrics.csv").open()))
+    return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
+@pytest.fixture(scope="module")
+def source(skim_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("source") / "run"
+    run_pretrain("tiny", skim_dir, out, overrides=[*FAST, "trainer.max_steps=80"],
+                 show_progress=False)  # fmt: skip
+    return out
+
+
+def test_init_continues_from_the_given_weights(skim_dir, source, tmp_path):
+    fresh, continued = tmp_path / "fresh", tmp_path / "continued"
+    steps = [*FAST, "trainer.max_steps=3", "optimizer.warmup_steps=1", "trainer.seed=5"]
+    run_pretrain("tiny", skim_dir, fresh, overrides=steps, show_progress=False)
+    run_pretrain("tiny", skim_dir, continued, overrides=steps, show_progress=False, init=source)
+    trained = _losses(source)
+    first_fresh, first_continued = _losses(fresh)[0], _losses(continued)[0]
+    # The first step's loss is the pre-trained model's (heads included), not a random one's.
+    assert first_continued < first_fresh
+    assert abs(first_continued - min(trained[-10:])) < abs(first_fresh - min(trained[-10:]))
+    record = json.loads((continued / "backbone.json").read_text())
+    assert record["init"] == {"from": str(source), "folder": str(source), "weights": "mpm"}
+    assert json.loads((continued / "run.json").read_text())["init"] == str(source)
+    # A resume must keep the recorded starting point.
+    with pytest.raises(HepmpmError, match="init"):
+        run_pretrain("tiny", skim_dir, continued, overrides=steps, resume=True,
+                     show_progress=False, init=fresh)  # fmt: skip
+
+
+def test_init_with_other_mpm_settings_loads_the_backbone_alone(skim_dir, source, tmp_path):
+    out = tmp_path / "v2"
+    overrides = [*FAST, "trainer.max_steps=2", "mpm.mode=v2"]
+    run_pretrain("tiny", skim_dir, out, overrides=overrides, show_progress=False, init=source)
+    assert json.loads((out / "backbone.json").read_text())["init"]["weights"] == "backbone"
+
+
+def test_init_refuses_what_cannot_continue(skim_dir, source, tmp_path, capsys):
+    with pytest.raises(HepmpmError, match="backbone"):
+        run_pretrain("tiny", skim_dir, tmp_path / "a", overrides=[*FAST, "backbone.dim=64"],
+                     init=source)  # fmt: skip
+    with pytest.raises(HepmpmError, match="no shipped backbone 'nope'"):
+        run_pretrain("tiny", skim_dir, tmp_path / "b", overrides=FAST, init="pretrained:nope")
+    args = ["pretrain", "--config", "tiny", "--data", str(skim_dir), "--out", str(tmp_path / "c"),
+            "--init", str(tmp_path / "missing")]  # fmt: skip
+    for override in FAST:
+        args += ["--set", override]
+    assert main(args) == 2
+    assert "holds no backbone.json" in capsys.readouterr().err
+
+
+def test_backbone_config_checks_heads():
+    with pytest.raises(ConfigError, match="not a multiple of heads"):
+        from hepmpm.config import parse_config
+        from hepmpm.models.backbone import BackboneConfig
+
+        parse_config(BackboneConfig, {"dim": 30, "heads": 4}, "test")
+
+
+def test_shipped_backbones_match_their_cards(capsys):
+    for folder in shipped().values():
+        card = check_card(folder)
+        assert set(card["sha256"]) >= {"backbone.pt", "backbone.json"}
+        assert resolve_backbone(f"pretrained:{folder.name}") == folder
+    assert main(["pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"pretrained:{name}" in out for name in shipped())
