@@ -149,6 +149,17 @@ def test_scratch_ignores_the_backbone(skim, pretrained, tmp_path):
     assert not _same(_state(with_backbone.backbone), _state(load_backbone(pretrained)))
 
 
+def test_architecture_comes_from_the_backbone(skim, pretrained, tmp_path):
+    """The `small` fine-tuning config on a `tiny` backbone: the backbone's architecture wins."""
+    out = tmp_path / "arch"
+    overrides = [*FAST, "trainer.max_steps=2", "trainer.val_every_steps=2", "backbone.dropout=0.2"]
+    run_finetune("small", skim, out, backbone_dir=pretrained, overrides=overrides,
+                 show_progress=False)  # fmt: skip
+    tagger, record = load_tagger(out)
+    assert tagger.backbone.config.architecture() == load_backbone(pretrained).config.architecture()
+    assert record["config"]["backbone"]["dropout"] == 0.2
+
+
 def test_catchup_holds_the_backbone_then_moves_it(skim, pretrained, tmp_path):
     hold = 6
     overrides = [
@@ -223,7 +234,8 @@ def test_online_probe_is_logged_and_rises(skim, tmp_path):
 def test_bad_input_is_a_clear_error(skim, pretrained, tmp_path):
     def finetune(**kw):
         kw.setdefault("backbone_dir", pretrained)
-        return run_finetune("tiny", skim, tmp_path / "x", overrides=FAST, **kw)
+        kw.setdefault("overrides", FAST)
+        return run_finetune("tiny", skim, tmp_path / "x", **kw)
 
     with pytest.raises(HepmpmError, match=r"asked for 100000 jets.*available per class"):
         finetune(labels=100_000)
@@ -233,8 +245,10 @@ def test_bad_input_is_a_clear_error(skim, pretrained, tmp_path):
         finetune(classes=["QCD", "Hbb"])
     with pytest.raises(HepmpmError, match="needs --backbone"):
         finetune(backbone_dir=None, mode="finetune")
-    with pytest.raises(HepmpmError, match=r"backbone\.dim"):
-        run_finetune("small", skim, tmp_path / "x", backbone_dir=pretrained)
+    with pytest.raises(HepmpmError, match=r"head\.heads = 3 does not divide"):
+        finetune(overrides=[*FAST, "head.heads=3"])
+    with pytest.raises(HepmpmError, match=r"head\.heads = 3 does not divide backbone\.dim"):
+        finetune(mode="scratch", backbone_dir=None, overrides=[*FAST, "head.heads=3"])
     # A backbone pre-trained on another feature set.
     other = tmp_path / "mpm7id_backbone"
     shutil.copytree(pretrained, other)

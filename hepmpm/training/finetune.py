@@ -83,8 +83,9 @@ MODES = ("frozen", "finetune", "scratch")
 class FinetuneConfig(StrictModel):
     """Everything ``hepmpm finetune`` needs besides the data and the pre-trained backbone.
 
-    ``backbone`` is the architecture: built from random weights in ``scratch`` mode, and it must
-    equal the pre-trained backbone's (dropout aside, which is the fine-tuning's own) otherwise.
+    ``backbone`` is the architecture built from random weights in ``scratch`` mode; otherwise
+    the architecture is the pre-trained backbone's (``backbone.json``) and only the config's
+    ``backbone.dropout`` (the fine-tuning's own) is used.
     """
 
     mode: Literal["frozen", "finetune", "scratch"] = "finetune"
@@ -361,14 +362,18 @@ def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
 
 def _pretrained(backbone_dir: Path, datamodule: JetDataModule, config: FinetuneConfig) -> Backbone:
     with torch.random.fork_rng():  # loading leaves the seeded stream to the tagger's init
-        backbone = load_backbone(backbone_dir, datamodule.feature_set)
-    if backbone.config.architecture() != config.backbone.architecture():
+        return load_backbone(backbone_dir, datamodule.feature_set)
+
+
+def _with_architecture(config: FinetuneConfig, backbone: BackboneConfig) -> FinetuneConfig:
+    """``config`` with the pre-trained ``backbone``'s architecture (the config's dropout kept),
+    checked against the head; the config states an architecture only for ``scratch``."""
+    merged = BackboneConfig(**{**backbone.architecture(), "dropout": config.backbone.dropout})
+    if merged.dim % config.head.heads:
         raise HepmpmError(
-            f"backbone {backbone_dir} is {backbone.config.architecture()}, but the fine-tuning "
-            f"config's backbone is {config.backbone.architecture()}; use the config of the same "
-            f"size or --set backbone.dim=... to match"
+            f"head.heads = {config.head.heads} does not divide the backbone's dim {merged.dim}"
         )
-    return backbone
+    return config.model_copy(update={"backbone": merged})
 
 
 def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
@@ -450,6 +455,11 @@ def run_finetune(
     pretrained = None
     if config.mode != "scratch":
         pretrained = _pretrained(resolve_backbone(backbone_dir), datamodule, config)
+        config = _with_architecture(config, pretrained.config)
+    elif config.backbone.dim % config.head.heads:
+        raise HepmpmError(
+            f"head.heads = {config.head.heads} does not divide backbone.dim {config.backbone.dim}"
+        )
     out = Path(out)
     class_names = [CLASS_NAMES[c] for c in chosen]
     record = {
