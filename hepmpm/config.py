@@ -72,11 +72,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` merged over ``base``: mappings key by key (recursively), the rest replaced."""
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -94,10 +95,29 @@ def load_yaml_with_inheritance(path: Path, _seen: tuple[Path, ...] = ()) -> dict
         return data
     if not isinstance(parent, str):
         raise ConfigError(f"config file {path}: key 'inherit' must be a file name")
-    parent_path = path.parent / parent
-    if not parent_path.exists():
-        raise ConfigError(f"config file {path}: inherited file {parent_path} does not exist")
-    return _deep_merge(load_yaml_with_inheritance(parent_path, (*_seen, path)), data)
+    parent_path = _inherited_path(path, parent)
+    return deep_merge(load_yaml_with_inheritance(parent_path, (*_seen, path)), data)
+
+
+def _inherited_path(path: Path, parent: str) -> Path:
+    """The file ``inherit: PARENT`` of ``path`` means: beside it, else a packaged config
+    (``sim.yaml`` when one packaged folder has it, or ``generate/sim.yaml``)."""
+    beside = path.parent / parent
+    if beside.exists():
+        return beside
+    root = packaged_config_path()
+    candidates = [root / parent] if "/" in parent else sorted(root.glob(f"*/{parent}"))
+    found = [c for c in candidates if c.is_file()]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        options = ", ".join(str(c.relative_to(root)) for c in found)
+        raise ConfigError(f"config file {path}: inherit {parent!r} is ambiguous; write one of "
+                          f"{options}")  # fmt: skip
+    raise ConfigError(
+        f"config file {path}: inherited file {parent!r} is neither beside it ({beside}) nor a "
+        f"packaged config"
+    )
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -44,3 +44,20 @@ def _sim_path():
     from hepmpm.config import packaged_config_path
 
     return packaged_config_path("generate", "sim.yaml")
+
+
+def test_a_users_config_inherits_a_packaged_one(tmp_path):
+    own = tmp_path / "hot_hcal.yaml"
+    own.write_text("inherit: sim.yaml\ndetector:\n  hcal:\n    energy_scale: 1.05\n")
+    preset = load_preset(str(own))
+    assert preset.detector.hcal.energy_scale == 1.05
+    assert preset.detector.ecal == load_preset("sim").detector.ecal
+    ambiguous = tmp_path / "mine.yaml"
+    ambiguous.write_text("inherit: small.yaml\n")
+    with pytest.raises(ConfigError, match=r"ambiguous; write one of .*pretrain/small\.yaml"):
+        load_yaml_with_inheritance(ambiguous)
+    ambiguous.write_text("inherit: pretrain/small.yaml\n")
+    assert load_yaml_with_inheritance(ambiguous)["backbone"]["dim"] == 128
+    ambiguous.write_text("inherit: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="neither beside it"):
+        load_yaml_with_inheritance(ambiguous)

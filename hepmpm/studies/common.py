@@ -26,7 +26,13 @@ import numpy as np
 from pydantic import Field
 
 from hepmpm.atomic import atomic_path, write_json_atomic
-from hepmpm.config import StrictModel, apply_overrides, load_yaml_with_inheritance, parse_config
+from hepmpm.config import (
+    StrictModel,
+    apply_overrides,
+    deep_merge,
+    load_yaml_with_inheritance,
+    parse_config,
+)
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.studies.pages import Section, markdown_table
@@ -84,19 +90,9 @@ def load_study_config(
     if tiny:
         if not isinstance(tiny_section, dict):
             raise HepmpmError(f"config {path} has no '{TINY_KEY}:' section for --tiny")
-        data = _merge(data, tiny_section)
+        data = deep_merge(data, tiny_section)
     data = apply_overrides(data, list(overrides))
     return parse_config(model, data, f"study config {path}")
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 class StudyFolder:
