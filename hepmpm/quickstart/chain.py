@@ -28,8 +28,6 @@ from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
 
-PROFILES = ("tiny", "default")
-
 
 class SampleConfig(StrictModel):
     """One generated sample: its generator preset and size."""

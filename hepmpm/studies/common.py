@@ -35,7 +35,7 @@ from hepmpm.config import (
 )
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
-from hepmpm.studies.pages import Section, markdown_table
+from hepmpm.studies.pages import Section
 
 StudyT = TypeVar("StudyT", bound="StudyConfig")
 
@@ -383,12 +383,3 @@ def curves(
         if len(means) == len(points):
             out[str(arm)] = (means, stds)
     return points, out
-
-
-def markdown_summary_table(
-    aggregated: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
-) -> str:
-    """The mean ± std table as markdown (for the results README)."""
-    section = aggregated_section("", aggregated, keys, values)
-    assert section.table is not None
-    return markdown_table(*section.table)

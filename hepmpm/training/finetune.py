@@ -76,9 +76,6 @@ from hepmpm.training.runs import (
 )
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
 
-#: The fine-tuning modes, for loops in studies.
-MODES = ("frozen", "finetune", "scratch")
-
 
 class FinetuneConfig(StrictModel):
     """Everything ``hepmpm finetune`` needs besides the data and the pre-trained backbone.
