@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from hepmpm import __version__
 from hepmpm.errors import HepmpmError
 from hepmpm.nanoaod import NANOAOD_COMPRESSION
+from hepmpm.quiet import quiet_lightning
 
 if TYPE_CHECKING:
     from hepmpm.processors.jet_selection import JetSelection
@@ -396,6 +397,83 @@ def _run_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edges(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _add_calibrate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "calibrate",
+        help="working points and data/simulation scale factors (correctionlib JSON)",
+        description=(
+            "From two `hepmpm tag` folders of the same model (simulation and labelled "
+            "pseudo-data): score thresholds at the requested QCD mistag rates or signal "
+            "efficiencies in simulation, signal efficiency and mistag rate per pT/|eta| bin in "
+            "both, SF = eff_data / eff_sim with Clopper-Pearson uncertainties. Writes "
+            "OUT/scale_factors.json (correctionlib schemav2), OUT/calibration.json, OUT/plots/."
+        ),
+    )
+    parser.add_argument("--sim", type=Path, required=True, help="hepmpm tag folder (simulation)")
+    parser.add_argument("--data", type=Path, required=True, help="hepmpm tag folder (data)")
+    parser.add_argument("--signal", required=True, help="signal class, e.g. Tbqq")
+    parser.add_argument("--background", default="QCD", help="background class (default QCD)")
+    parser.add_argument(
+        "--working-points", action="append", required=True, metavar="KIND=X[,X...]",
+        help="mistag=0.01,0.05 (QCD mistag rate in simulation) and/or eff=0.5 (signal "
+        "efficiency); repeatable",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pt-bins", type=_edges, default=[500.0, 600.0, 700.0, 1000.0], metavar="EDGES",
+        help="jet pT bin edges / GeV (default 500,600,700,1000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--eta-bins", type=_edges, default=[0.0, 2.4], metavar="EDGES",
+        help="jet |eta| bin edges (default 0,2.4)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--no-plots", action="store_true", help="JSON files only")
+    parser.set_defaults(run=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from hepmpm.calibration.run import CalibrationRequest, run_calibration
+    from hepmpm.calibration.working_points import parse_working_points
+
+    request = CalibrationRequest(
+        sim=args.sim,
+        data=args.data,
+        signal=args.signal,
+        background=args.background,
+        working_points=parse_working_points(args.working_points),
+        out=args.out,
+        pt_edges=args.pt_bins,
+        eta_edges=args.eta_bins,
+    )
+    summary = run_calibration(request, make_plots=not args.no_plots)
+    print(f"wrote {args.out / summary['corrections_file']} and {args.out / 'calibration.json'}")
+    for wp in summary["working_points"]:
+        sfs = ", ".join(
+            f"{b['sf']:.3f} +{b['sf_up'] - b['sf']:.3f} -{b['sf'] - b['sf_down']:.3f}"
+            for b in wp["corrections"]["signal"]["bins"]
+        )
+        print(
+            f"  {wp['name']}: threshold {wp['threshold']:.4g}, sim efficiency "
+            f"{wp['sim_efficiency']:.3f}, sim mistag {wp['sim_mistag']:.4f}; signal SF per bin: "
+            f"{sfs}"
+        )
+    for bin_ in summary["flagged_bins"]:
+        print(
+            f"  note: {bin_['correction']} pT {bin_['pt']} |eta| {bin_['abseta']}: "
+            f"{bin_['flag']} (SF 1 +1 -1)"
+        )
+    return 0
+
+
 def _add_finetune(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "finetune",
@@ -578,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrained(commands)
     _add_export(commands)
     _add_tag(commands)
+    _add_calibrate(commands)
     _add_quickstart(commands)
     _add_study(commands)
     return parser
@@ -590,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    quiet_lightning()
     try:
         return args.run(args)
     except HepmpmError as err:

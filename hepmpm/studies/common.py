@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 import math
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -242,12 +241,6 @@ class StudyFolder:
         # The tagger (tagger.pt) is what later steps read; Lightning's checkpoints only resume.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         return out, metrics
-
-
-def quiet_lightning() -> None:
-    """Keep a study's log readable: Lightning's per-run notes (devices, tips) say nothing here."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:

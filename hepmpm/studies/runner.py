@@ -10,7 +10,8 @@ from pathlib import Path
 
 from hepmpm.config import packaged_config_path
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.common import StudyConfig, load_study_config, quiet_lightning
+from hepmpm.quiet import quiet_lightning
+from hepmpm.studies.common import StudyConfig, load_study_config
 
 
 @dataclass(frozen=True)
