@@ -403,6 +403,13 @@ def _load_best(module: FinetuneModule, trainer: L.Trainer) -> int:
     return int(checkpoint["global_step"])
 
 
+def _best_score(trainer: L.Trainer) -> float | None:
+    """The lowest ``val/loss`` of the run (what selects its best weights and its learning rate
+    in a study), ``None`` without a validation."""
+    score = trainer.checkpoint_callback.best_model_score
+    return None if score is None else float(score)
+
+
 def config_hash(config: FinetuneConfig) -> str:
     """A short SHA-256 of the resolved config (recorded in tagger.json)."""
     text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
@@ -500,6 +507,7 @@ def run_finetune(
         "seed": t.seed,
         "steps": trainer.global_step,
         "best_step": best_step,
+        "best_val_loss": _best_score(trainer),
         "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if not trainer.is_global_zero:
