@@ -5,7 +5,8 @@ Writes into ``OUT``:
 - ``scores/<dataset>/*.parquet``: per-jet scores, one file per chunk (see the processor);
 - ``hists.json``: the histograms in the UHI JSON serialisation (``uhi.io.json``; read back with
   ``hist.Hist(json.load(f, object_hook=uhi.io.json.object_hook)["score"])``), never a pickle;
-- ``summary.json`` (last): the model's metadata, counts per dataset, the chunks, missing inputs.
+- ``summary.json`` (last): the model's metadata and the SHA-256 of its file, counts per
+  dataset, the chunks, missing inputs.
 
 The scores are written to a staging folder and moved into place only when every chunk
 succeeded; a failed run leaves no ``summary.json`` and no ``scores`` folder.
@@ -13,6 +14,7 @@ succeeded; a failed run leaves no ``summary.json`` and no ``scores`` folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -95,6 +97,8 @@ def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, 
     info = tagger.tagger.info
     summary = {
         "model": str(Path(request.model).resolve()),
+        # what `hepmpm calibrate` checks: two tagging runs of the same model file
+        "model_sha256": hashlib.sha256(Path(request.model).read_bytes()).hexdigest(),
         "layout": info.layout,
         "feature_set": info.feature_set,
         "class_names": list(info.class_names),
