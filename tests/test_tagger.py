@@ -198,3 +198,45 @@ def test_multiplicity_batches_equal_one_padded_call(model):
     )
     with pytest.raises(HepmpmError, match="add up to"):
         tagger.tag_flat(flat, counts + 1)
+
+
+def test_tag_fatjets_matches_the_processor_jet_by_jet(model, iterative_run, sim_sample):
+    """``hepmpm.tag_fatjets`` on a file's own events: scores aligned with events.FatJet, equal
+    to the TaggerProcessor's for the jets it tagged, NaN for the others."""
+    import awkward as ak
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+    from hepmpm.export import OnnxTagger
+
+    import hepmpm
+
+    out, _, _ = iterative_run
+    tagged = read_scores(out)
+    path = sorted(sim_sample.glob("*.root"))[0]
+    events = NanoEventsFactory.from_root(
+        {str(path): "Events"}, schemaclass=PFNanoAODSchema, mode="eager"
+    ).events()
+    scores = hepmpm.tag_fatjets(events, OnnxTagger(model))
+    assert ak.all(ak.num(scores) == ak.num(events.FatJet))
+    assert ak.to_numpy(scores[0, 0]).shape == (len(CLASS_NAMES),)
+    events["FatJet", "hepmpm_Tbqq"] = scores[..., CLASS_NAMES.index("Tbqq")]
+    flat = ak.to_numpy(ak.flatten(scores))  # [n_jets, C]
+    keys = np.stack(
+        [
+            ak.to_numpy(ak.flatten(ak.broadcast_arrays(events[k], events.FatJet.pt)[0]))
+            for k in KEY[:3]
+        ]
+        + [ak.to_numpy(ak.flatten(ak.local_index(events.FatJet.pt)))],
+        axis=1,
+    ).astype(np.int64)
+    by_key = {tuple(k): i for i, k in enumerate(keys)}
+    tagged_keys = np.stack([tagged[k].astype(np.int64) for k in KEY], axis=1)
+    rows = [by_key[tuple(k)] for k in tagged_keys if tuple(k) in by_key]
+    assert len(rows) > 20
+    in_file = np.array([tuple(k) in by_key for k in tagged_keys])
+    reference = np.stack([tagged[s] for s in SCORES], axis=1)[in_file]
+    np.testing.assert_allclose(flat[rows], reference, atol=1e-6, rtol=1e-5)
+    untagged = np.setdiff1d(np.arange(len(flat)), rows)
+    assert np.isnan(flat[untagged]).all()
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(events.FatJet.hepmpm_Tbqq))[rows], flat[rows, 8]
+    )
