@@ -9,6 +9,13 @@
 2. **Tagging throughput**: ``hepmpm.tag.run_tag`` (the TaggerProcessor with the exported model,
    iterative executor, per-jet parquet scores on) against ``hepmpm.skim.run_skim`` (the skim
    alone, same files, same executor), in FatJets read per second of wall time.
+3. **Tagging vs bare onnxruntime on the same jets**: the generated jets with their real
+   multiplicities (the skim's shards: the same selection and features as the tagger), fed to
+   a bare onnxruntime session the plain way, in file order, batches of 256 each padded to its
+   longest jet; against ``OnnxTagger.tag_flat`` (the model step of the TaggerProcessor: sorted
+   by multiplicity, batches padded per batch) and the whole ``run_tag`` (reading, selection,
+   features, model, parquet), in tagged jets/s. The ratios tagging / bare onnxruntime are the
+   figure of merit (goal >= 0.8 for the whole processor).
 
 Every measured path runs once untimed first (imports, ORT session, file cache), then once timed.
 
@@ -26,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hepmpm.export import export_tagger
+from hepmpm.export import OnnxTagger, export_tagger
 from hepmpm.export.jets import random_jets
+from hepmpm.export.onnx_tagger import pad_batch
 from hepmpm.export.runtime import make_session, run_probs
 
+from hepmpm.data.shards import particle_features
 from hepmpm.features import get_feature_set
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.models.backbone import BACKBONE_SIZES
@@ -85,7 +94,8 @@ def model_throughput(args: argparse.Namespace, work: Path) -> Path:
     return model
 
 
-def tagging_throughput(args: argparse.Namespace, work: Path, model: Path) -> None:
+def tagging_throughput(args: argparse.Namespace, work: Path, model: Path) -> tuple[Path, float]:
+    """Skim vs TaggerProcessor jets/s; returns the last skim and run_tag's tagged jets/s."""
     if args.data:
         data = args.data
     else:
@@ -122,6 +132,38 @@ def tagging_throughput(args: argparse.Namespace, work: Path, model: Path) -> Non
     print(f"tagging {jets} generated jets: skim alone {rate['skim']:.0f} jets/s, "
           f"TaggerProcessor {rate['tag']:.0f} jets/s, ratio tag/skim "
           f"{rate['tag'] / rate['skim']:.2f}")  # fmt: skip
+    tagged = sum(c["jets_tagged"] for c in summary["counts"].values())
+    return out_skim, tagged / timings["tag"]
+
+
+def versus_bare_runtime(args: argparse.Namespace, model: Path, skim: Path, tag_rate: float):
+    """Bare onnxruntime (file order, batches of 256 padded to their longest jet) against the
+    tagger's model step and the whole processor, on the skim's jets (real multiplicities)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    manifest = json.loads((skim / "manifest.json").read_text())
+    parts = [particle_features(pq.read_table(skim / s["path"])["particles"])
+             for s in manifest["shards"]]  # fmt: skip
+    flat = np.concatenate([f for f, _ in parts])
+    counts = np.concatenate([np.diff(o) for _, o in parts])
+    starts = np.cumsum(counts) - counts
+    session = make_session(model, args.threads, providers=["CPUExecutionProvider"])
+    batches = [pad_batch(flat, starts[i : i + 256], counts[i : i + 256])
+               for i in range(0, len(counts), 256)]  # fmt: skip
+    tagger = OnnxTagger(model, threads=args.threads, providers=["CPUExecutionProvider"])
+    tagger.tag_flat(flat[: counts[:256].sum()], counts[:256])  # warm-up (session)
+    bare = jets_per_second(lambda f, m: run_probs(session, f, m, "hepmpm"), batches)
+    start = time.perf_counter()
+    tagger.tag_flat(flat, counts)
+    model_step = len(counts) / (time.perf_counter() - start)
+    width = np.mean([m.shape[1] for _, m in batches])
+    print(f"{len(counts)} jets, {counts.mean():.1f} particles on average (median "
+          f"{np.median(counts):.0f}, max {counts.max()}; bare batches padded to {width:.0f}): "
+          f"bare onnxruntime {bare:.0f} jets/s; OnnxTagger (by multiplicity) {model_step:.0f} "
+          f"jets/s, ratio {model_step / bare:.2f}; whole TaggerProcessor {tag_rate:.0f} jets/s, "
+          f"ratio {tag_rate / bare:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -138,7 +180,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_onnx_"))
     try:
         model = model_throughput(args, work)
-        tagging_throughput(args, work, model)
+        skim, tag_rate = tagging_throughput(args, work, model)
+        versus_bare_runtime(args, model, skim, tag_rate)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
