@@ -27,6 +27,7 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
+from hepmpm.training.stages import check_stage
 
 
 class SampleConfig(StrictModel):
@@ -71,8 +72,14 @@ class QuickstartConfig(StrictModel):
 
 
 def load_profile(profile: str | Path, overrides: list[str] | None = None) -> QuickstartConfig:
-    """A packaged profile (``tiny``, ``default``) or a YAML file, with ``key=value`` overrides."""
-    return load_config(QuickstartConfig, resolve_config_path(profile, "quickstart"), overrides)
+    """A packaged profile (``tiny``, ``default``) or a YAML file, with ``key=value`` overrides;
+    every step's config and overrides are resolved here, before anything runs."""
+    path = resolve_config_path(profile, "quickstart")
+    config = load_config(QuickstartConfig, path, overrides)
+    for kind in ("tokenizer", "pretrain", "finetune"):
+        step = getattr(config, kind)
+        check_stage(kind, step.config, step.overrides, f"quickstart profile {path}, {kind}")
+    return config
 
 
 @dataclass(frozen=True)

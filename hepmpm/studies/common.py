@@ -35,6 +35,7 @@ from hepmpm.config import (
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.studies.pages import Section
+from hepmpm.training.stages import check_stage
 
 StudyT = TypeVar("StudyT", bound="StudyConfig")
 
@@ -78,12 +79,20 @@ class StudyConfig(StrictModel):
     pretrain: Stage
     finetune: Stage
 
+    def stages(self) -> dict[str, tuple[str, Stage]]:
+        """Every training stage the study will run: where (a config key) → (kind, stage)."""
+        found = {"pretrain": ("pretrain", self.pretrain), "finetune": ("finetune", self.finetune)}
+        if self.tokenizer is not None:
+            found["tokenizer"] = ("tokenizer", self.tokenizer)
+        return found
+
 
 def load_study_config(
     model: type[StudyT], path: Path, overrides: Sequence[str] = (), tiny: bool = False
 ) -> StudyT:
     """Read a study YAML (with ``inherit:``); with ``tiny`` merge its ``tiny:`` section over
-    it; apply ``a.b=value`` overrides last. Unknown keys are errors naming the file."""
+    it; apply ``a.b=value`` overrides last. Unknown keys are errors naming the file, and every
+    stage's config and overrides are resolved before anything runs."""
     data = load_yaml_with_inheritance(Path(path))
     tiny_section = data.pop(TINY_KEY, None)
     if tiny:
@@ -91,7 +100,10 @@ def load_study_config(
             raise HepmpmError(f"config {path} has no '{TINY_KEY}:' section for --tiny")
         data = deep_merge(data, tiny_section)
     data = apply_overrides(data, list(overrides))
-    return parse_config(model, data, f"study config {path}")
+    config = parse_config(model, data, f"study config {path}")
+    for where, (kind, stage) in config.stages().items():
+        check_stage(kind, stage.config, stage.overrides, f"study config {path}, {where}")
+    return config
 
 
 class StudyFolder:

@@ -79,6 +79,18 @@ class LabelEfficiencyConfig(StudyConfig):
     reference: str = Field("scratch", description="the arm the others are compared with")
     ablation_labels: int | None = Field(None, description="N of the ablation table")
 
+    def stages(self) -> dict[str, tuple[str, Stage]]:
+        """The main stages, each variant's pre-training and each arm's fine-tuning."""
+        found = super().stages()
+        for name, overrides in self.variants.items():
+            stage = Stage(
+                config=self.pretrain.config, overrides=[*self.pretrain.overrides, *overrides]
+            )
+            found[f"variants.{name}"] = ("pretrain", stage)
+        for i, arm in enumerate(self.arms):
+            found[f"arms[{i}] ({arm.name})"] = ("finetune", arm_stage(arm, self.finetune))
+        return found
+
     def model_post_init(self, _context: object) -> None:
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
@@ -136,8 +148,7 @@ def run(
 
     rows = []
     for arm, n, seed in schedule(config):
-        stage = arm.finetune or config.finetune
-        stage = Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides])
+        stage = arm_stage(arm, config.finetune)
         _, metrics = folder.finetune(
             f"{arm.name}/n{n}/seed{seed}", labelled, backbone(arm.pretraining), arm.mode, n,
             config.labelled.classes, seed, progress, stage,
@@ -149,6 +160,12 @@ def run(
         echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
         rows.append(row)
     return report(config, folder, rows, backbones)
+
+
+def arm_stage(arm: Arm, default: Stage) -> Stage:
+    """The fine-tuning stage of ``arm``: its own (or ``default``) with its overrides last."""
+    stage = arm.finetune or default
+    return Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides])
 
 
 def schedule(config: LabelEfficiencyConfig) -> list[tuple[Arm, int, int]]:
