@@ -22,6 +22,7 @@ probe against its random-init twin).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +65,14 @@ class Arm(StrictModel):
     )
     labels: list[int] | None = Field(None, description="its points (None: the study's labels)")
     seeds: list[int] | None = Field(None, description="its seeds (None: the study's seeds)")
+    lrs: list[float] | None = Field(
+        None,
+        description="candidate learning rates: each is run at lr_selection_labels with the "
+        "first seed, and the one of lowest validation loss is the arm's for every point",
+    )
+    lr_from: str | None = Field(
+        None, description="use the learning rate another arm chose (a lever against it)"
+    )
 
 
 class LabelEfficiencyConfig(StudyConfig):
@@ -78,6 +87,9 @@ class LabelEfficiencyConfig(StudyConfig):
     arms: list[Arm] = Field(min_length=1)
     reference: str = Field("scratch", description="the arm the others are compared with")
     ablation_labels: int | None = Field(None, description="N of the ablation table")
+    lr_selection_labels: int | None = Field(
+        None, description="N at which arms choose their learning rate (None: ablation_labels)"
+    )
 
     def stages(self) -> dict[str, tuple[str, Stage]]:
         """The main stages, each variant's pre-training and each arm's fine-tuning."""
@@ -108,7 +120,14 @@ class LabelEfficiencyConfig(StudyConfig):
                 )
         if self.ablation_labels is not None and self.ablation_labels not in self.labels:
             raise ValueError(f"ablation_labels {self.ablation_labels} is not in labels")
+        select = self.lr_selection_labels or self.ablation_labels
+        if any(arm.lrs for arm in self.arms) and select not in self.labels:
+            raise ValueError(
+                "arms with lrs need lr_selection_labels (or ablation_labels) in labels"
+            )
         for arm in self.arms:
+            if arm.lr_from is not None and arm.lr_from not in names:
+                raise ValueError(f"arm {arm.name!r}: lr_from {arm.lr_from!r} is not an arm")
             if not set(arm.labels or []) <= set(self.labels):
                 raise ValueError(f"arm {arm.name!r}: its labels must be among {self.labels}")
             if not set(arm.seeds or []) <= set(self.seeds):
@@ -146,19 +165,55 @@ def run(
             echo(f"pre-trained {name}: {backbones[name]}")
         return backbones[name]
 
+    chosen: dict[str, float] = {}
+    lr_rows: list[dict[str, Any]] = []
+
+    def finetune(arm: Arm, n: int, seed: int, lr: float | None) -> dict[str, Any]:
+        stage = arm_stage(arm, config.finetune)
+        run = f"{arm.name}/n{n}/seed{seed}"
+        if lr is not None:
+            stage = Stage(config=stage.config, overrides=[*stage.overrides, f"optimizer.lr={lr}"])
+            run = f"{arm.name}/lr{lr:g}/n{n}/seed{seed}"
+        _, metrics = folder.finetune(
+            run, labelled, backbone(arm.pretraining), arm.mode, n, config.labelled.classes, seed,
+            progress, stage,
+        )  # fmt: skip
+        return metrics
+
+    def learning_rate(arm: Arm) -> float | None:
+        """The arm's learning rate: the candidate of lowest best validation loss."""
+        if arm.lr_from is not None:
+            return learning_rate(next(a for a in config.arms if a.name == arm.lr_from))
+        if not arm.lrs:
+            return None
+        if arm.name not in chosen:
+            n, seed = config.lr_selection_labels or config.ablation_labels, config.seeds[0]
+            scores = {}
+            for lr in arm.lrs:
+                metrics = finetune(arm, n, seed, lr)
+                scores[lr] = metrics.get("best_val_loss") or math.inf
+                lr_rows.append(
+                    {"arm": arm.name, "lr": lr, "labels": n, "seed": seed,
+                     "best_val_loss": scores[lr], "test_accuracy": metrics["test"]["accuracy"]}
+                )  # fmt: skip
+            chosen[arm.name] = min(scores, key=scores.get)
+            for row in lr_rows:
+                if row["arm"] == arm.name:
+                    row["chosen"] = row["lr"] == chosen[arm.name]
+            echo(f"  {arm.name}: learning rate {chosen[arm.name]:g} (lowest validation loss)")
+        return chosen[arm.name]
+
     rows = []
     for arm, n, seed in schedule(config):
-        stage = arm_stage(arm, config.finetune)
-        _, metrics = folder.finetune(
-            f"{arm.name}/n{n}/seed{seed}", labelled, backbone(arm.pretraining), arm.mode, n,
-            config.labelled.classes, seed, progress, stage,
-        )  # fmt: skip
+        metrics = finetune(arm, n, seed, learning_rate(arm))
         row = {
-            "arm": arm.name, "labels": n, "seed": seed,
+            "arm": arm.name, "labels": n, "seed": seed, "lr": learning_rate(arm),
             "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
         }  # fmt: skip
         echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
         rows.append(row)
+    if lr_rows:
+        write_table(folder.root / "learning_rates", lr_rows)
     return report(config, folder, rows, backbones)
 
 
@@ -321,6 +376,12 @@ def report(
         if table:
             write_table(out / name, table)
     sections = [Section("Setup", text=[_setup_text(config)])]
+    lr_table = folder.root / "learning_rates.json"
+    if lr_table.is_file():
+        lr_rows = json.loads(lr_table.read_text())
+        sections.append(
+            _table_section("Learning rate of each arm (lowest validation loss)", lr_rows)
+        )
     sections.append(
         aggregated_section("Results (test split)", summary, ("arm", "labels"), VALUES, [], figures)
     )

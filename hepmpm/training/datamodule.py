@@ -30,7 +30,7 @@ class DataConfig(StrictModel):
 
 
 class JetDataModule(L.LightningDataModule):
-    """Shuffled training batches (a new order every epoch) and fixed validation/test batches."""
+    """Shuffled training batches (a new order every epoch) and fixed validation batches."""
 
     def __init__(
         self, skim: Path, config: DataConfig, seed: int = 0, labels: list[int] | None = None
@@ -44,7 +44,7 @@ class JetDataModule(L.LightningDataModule):
         self.feature_set = self.manifest.feature_set
         self.index = JetIndex.from_skim(self.manifest)
 
-    def _dataset(self, split: str, shuffle: bool) -> JetDataset:
+    def _dataset(self, split: str, shuffle: bool, training: bool = True) -> JetDataset:
         c = self.config
         return JetDataset(
             self.index,
@@ -56,14 +56,16 @@ class JetDataModule(L.LightningDataModule):
             shuffle=shuffle,
             shuffle_buffer=c.shuffle_buffer,
             seed=self.seed,
-            drop_last=shuffle,
+            drop_last=shuffle and training,
             cache=c.cache,
-            bucket=c.bucket,
+            bucket=c.bucket and training,
         )
 
     def setup(self, stage: str | None = None) -> None:
         self.train_set = self._dataset("train", shuffle=True)
-        self.val_set = self._dataset("val", shuffle=False)
+        # Validation reads a fixed shuffle (the epoch never advances): its first val_batches are
+        # then a sample of every shard, not the jets of the first shards (often one class).
+        self.val_set = self._dataset("val", shuffle=True, training=False)
 
     def set_epoch(self, epoch: int) -> None:
         self.train_set.set_epoch(epoch)

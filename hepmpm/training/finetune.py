@@ -106,6 +106,12 @@ class FinetuneConfig(StrictModel):
         description="finetune mode: after head_warmup_steps, steps over which the backbone's "
         "rate ramps linearly up to backbone_lr_ratio x the head's (0: own warm-up and decay)",
     )
+    val_jets: int | None = Field(
+        None,
+        ge=1,
+        description="validate on this many class-balanced val-split jets, the same for every "
+        "seed (None: the split's first trainer.val_batches batches)",
+    )
     evaluate: Literal["best", "last"] = Field(
         "best", description="weights tested and saved: lowest val/loss, or the final step's"
     )
@@ -275,9 +281,11 @@ class FinetuneDataModule(PretrainDataModule):
         seed: int,
         labels: list[int],
         n_labelled: int | None,
+        val_jets: int | None = None,
     ) -> None:
         super().__init__(skim, config, seed=seed, labels=labels)
         self.n_labelled = n_labelled
+        self.val_jets = val_jets
         limited = n_labelled is not None
         selection = self.index.select("train", labels, config.domains, n_labelled, limited, seed)
         self.train_jets = len(selection)
@@ -302,7 +310,16 @@ class FinetuneDataModule(PretrainDataModule):
             cache=c.cache,
             bucket=c.bucket,
         )
-        self.val_set = self._dataset("val", shuffle=False)
+        if self.val_jets is None:
+            self.val_set = self._dataset("val", shuffle=True, training=False)
+            return
+        # The same class-balanced jets for every seed and arm (seed 0), so that best-validation
+        # selection compares like with like; the split's first batches would hold the jets of
+        # its first shards, often one class.
+        self.val_set = JetDataset(
+            self.index, "val", c.batch_size, pad_to=c.pad_to, labels=self.labels,
+            domains=c.domains, limit=self.val_jets, balanced=True, seed=0, cache=c.cache,
+        )  # fmt: skip
 
 
 @torch.no_grad()
@@ -454,7 +471,9 @@ def run_finetune(
             f"--labels {config.labels} is fewer than the {len(chosen)} classes "
             f"({', '.join(CLASS_NAMES[c] for c in chosen)}): each class needs a labelled jet"
         )
-    datamodule = FinetuneDataModule(data, config.data, t.seed, chosen, config.labels)
+    datamodule = FinetuneDataModule(
+        data, config.data, t.seed, chosen, config.labels, config.val_jets
+    )
     feature_set = datamodule.feature_set
     pretrained = None
     if config.mode != "scratch":
