@@ -15,6 +15,7 @@ feature set, or weights that do not fit the record are clear errors naming the f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import nn
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.config import parse_config
+from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, check_recorded_feature_set, feature_set_record
 from hepmpm.models.backbone import Backbone, BackboneConfig
 from hepmpm.models.classifier import HeadConfig, JetTagger
@@ -117,11 +119,26 @@ def save_tagger(
 
 
 def read_tagger_record(directory: Path) -> dict[str, Any]:
-    """The parsed ``tagger.json`` of a fine-tuning folder."""
+    """The parsed ``tagger.json`` of a fine-tuning folder (of a hepmpm tagger)."""
+    _refuse_part(Path(directory) / TAGGER_RECORD)
     return _read(
         directory, TAGGER_RECORD, TAGGER_FORMAT, _TAGGER_KEYS,
         "a finished `hepmpm finetune --out DIR` writes it",
     )  # fmt: skip
+
+
+def _refuse_part(path: Path) -> None:
+    """A clear error for the record of a ``model: part`` run (weaver-core's ParT, a reference
+    arm): it is not a hepmpm tagger, and nothing here builds or exports one."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # absent or unreadable: the usual record checks say so
+    if isinstance(record, dict) and record.get("model") == "part":
+        raise HepmpmError(
+            f"{path}: a ParT reference tagger (model: part, weaver-core's ParticleTransformer); "
+            "only hepmpm taggers load and export here (its metrics are in metrics.json)"
+        )
 
 
 def load_tagger(

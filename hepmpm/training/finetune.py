@@ -12,6 +12,12 @@ Three modes (``FinetuneConfig.mode``):
 - ``scratch``: the same architecture from a random initialisation, all at the head's rate;
   any pre-trained backbone is ignored.
 
+``model: part`` trains weaver-core's Particle Transformer (:class:`~hepmpm.models.part.ParTTagger`,
+sized by the ``part`` section) instead of a hepmpm tagger, from scratch only: a reference arm on
+the same labels, test jets, step budget and best-validation checkpoint. Its folder has
+``tagger.pt`` and a ``tagger.json`` that says ``"model": "part"`` (export and
+:func:`~hepmpm.models.store.load_tagger` read hepmpm taggers only).
+
 ``labels: N`` trains on a class-balanced subset of N jets of the train split
 (:meth:`hepmpm.data.index.JetIndex.select`, chosen by the seed); training runs ``max_steps``
 optimizer steps over as many epochs of that subset as it takes. The tagger's output ``c`` is the
@@ -55,12 +61,19 @@ from hepmpm.config import (
 )
 from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
-from hepmpm.errors import HepmpmError
-from hepmpm.features import get_feature_set
+from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.features import feature_set_record, get_feature_set
 from hepmpm.jetclass import CLASS_INDEX, CLASS_NAMES, parse_classes
 from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
 from hepmpm.models.classifier import HeadConfig, JetTagger
-from hepmpm.models.store import load_backbone, save_tagger
+from hepmpm.models.part import PartConfig, ParTTagger
+from hepmpm.models.store import (
+    TAGGER_FORMAT,
+    TAGGER_RECORD,
+    TAGGER_WEIGHTS,
+    load_backbone,
+    save_tagger,
+)
 from hepmpm.pretrained import resolve_backbone
 from hepmpm.studies.metrics import classification_metrics
 from hepmpm.training.datamodule import DataConfig, JetDataModule
@@ -75,6 +88,9 @@ from hepmpm.training.runs import (
     start_run_folder,
 )
 from hepmpm.training.schedule import OptimizerConfig, lr_factor
+from hepmpm.weights import save_weights
+
+Tagger = JetTagger | ParTTagger
 
 
 class FinetuneConfig(StrictModel):
@@ -82,9 +98,14 @@ class FinetuneConfig(StrictModel):
 
     ``backbone`` is the architecture built from random weights in ``scratch`` mode; otherwise
     the architecture is the pre-trained backbone's (``backbone.json``) and only the config's
-    ``backbone.dropout`` (the fine-tuning's own) is used.
+    ``backbone.dropout`` (the fine-tuning's own) is used. ``model: part`` trains
+    weaver-core's ParT sized by ``part`` instead (``backbone`` and ``head`` unused; ``mode``
+    must be ``scratch``, which :func:`load_finetune_config` checks).
     """
 
+    model: Literal["hepmpm", "part"] = Field(
+        "hepmpm", description="hepmpm's tagger, or weaver-core's ParT (scratch mode only)"
+    )
     mode: Literal["frozen", "finetune", "scratch"] = "finetune"
     labels: int | None = Field(
         None, ge=1, description="class-balanced labelled training jets (None: the whole split)"
@@ -120,6 +141,7 @@ class FinetuneConfig(StrictModel):
     )
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     head: HeadConfig = Field(default_factory=HeadConfig)
+    part: PartConfig = Field(default_factory=PartConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -148,11 +170,25 @@ def load_finetune_config(
     data.update({k: v for k, v in fields.items() if v is not None})
     if seed is not None:
         data["trainer"]["seed"] = seed
-    return parse_config(FinetuneConfig, data, "fine-tuning config and arguments")
+    return _check_model(parse_config(FinetuneConfig, data, "fine-tuning config and arguments"))
+
+
+def _check_model(config: FinetuneConfig) -> FinetuneConfig:
+    """``config``, or an error for a ParT that is not trained from scratch.
+
+    Checked once every override and argument is in (not by the model itself), so that
+    ``model=part`` with ``--mode scratch`` given apart is accepted."""
+    if config.model == "part" and config.mode != "scratch":
+        raise ConfigError(
+            f"model: part (weaver-core's ParT) trains from scratch only, but mode is "
+            f"{config.mode!r}: set mode: scratch (--mode scratch)"
+        )
+    return config
 
 
 class FinetuneModule(L.LightningModule):
-    """Lightning wrapper of a :class:`JetTagger`: cross-entropy on the chosen classes.
+    """Lightning wrapper of a :class:`JetTagger` (or, ``model: part``, a
+    :class:`~hepmpm.models.part.ParTTagger`): cross-entropy on the chosen classes.
 
     ``labels``: the JetClass label of each output; batches carry JetClass labels, which are
     mapped to output positions 0..C-1 here.
@@ -161,9 +197,14 @@ class FinetuneModule(L.LightningModule):
     def __init__(self, feature_set: str, config: dict[str, Any], labels: list[int]) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.config = FinetuneConfig.model_validate(config)
+        self.config = _check_model(FinetuneConfig.model_validate(config))
         c = self.config
-        self.tagger = JetTagger(get_feature_set(feature_set), c.backbone, c.head, len(labels))
+        features = get_feature_set(feature_set)
+        self.tagger: Tagger
+        if c.model == "part":
+            self.tagger = ParTTagger(features, c.part, len(labels))
+        else:
+            self.tagger = JetTagger(features, c.backbone, c.head, len(labels))
         lookup = torch.full((len(CLASS_NAMES),), -1, dtype=torch.long)
         lookup[torch.tensor(labels)] = torch.arange(len(labels))
         self.register_buffer("label_lookup", lookup, persistent=False)
@@ -237,12 +278,18 @@ class FinetuneModule(L.LightningModule):
                 return min(1.0, (since + 1) / c.catchup_steps) * lr_factor(step, total, o)
             return lr_factor(since, total - c.head_warmup_steps, o)
 
-        parts = [(self.tagger.head, o.lr, head_schedule)]
-        if not self.frozen:
+        skip: set[str] = set()
+        if isinstance(self.tagger, ParTTagger):
+            # ParT is scratch-only: all of it at the head's rate, weaver's no-decay list kept.
+            parts = [(self.tagger, o.lr, head_schedule)]
+            skip = self.tagger.no_weight_decay()
+        else:
+            parts = [(self.tagger.head, o.lr, head_schedule)]
+        if not self.frozen and isinstance(self.tagger, JetTagger):
             ratio = 1.0 if c.mode == "scratch" else c.backbone_lr_ratio
             parts.append((self.tagger.backbone, o.lr * ratio, backbone_schedule))
         for module, lr, schedule in parts:
-            for group in _decay_groups(module, o.weight_decay):
+            for group in _decay_groups(module, o.weight_decay, skip):
                 groups.append({**group, "lr": lr})
                 schedules.append(schedule)
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
@@ -253,12 +300,17 @@ class FinetuneModule(L.LightningModule):
         }
 
 
-def _decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Parameter groups of ``module``: matrices decay, biases/norms/embedding tables do not."""
+def _decay_groups(
+    module: torch.nn.Module, weight_decay: float, skip: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Parameter groups of ``module``: matrices decay, biases/norms/embedding tables and the
+    parameters named in ``skip`` do not."""
     decay, no_decay = [], []
+    skip = skip or set()
     for name, p in module.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 and "embed.categorical" not in name else no_decay).append(p)
+            decays = p.ndim >= 2 and "embed.categorical" not in name and name not in skip
+            (decay if decays else no_decay).append(p)
     groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -324,7 +376,7 @@ class FinetuneDataModule(PretrainDataModule):
 
 @torch.no_grad()
 def predict(
-    tagger: JetTagger, dataset: JetDataset, device: torch.device | str = "cpu"
+    tagger: Tagger, dataset: JetDataset, device: torch.device | str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities [N, C] (float32, softmax) and JetClass labels [N] of every jet of
     ``dataset``, in its order (the tagger is left in evaluation mode on ``device``)."""
@@ -337,8 +389,16 @@ def predict(
     return np.concatenate(scores), np.concatenate(labels)
 
 
+def n_outputs(tagger: Tagger) -> int:
+    """The number of classes C a tagger scores."""
+    # JetTagger has no attribute for it (yet): its head's final layer says.
+    if isinstance(tagger, ParTTagger):
+        return tagger.n_outputs
+    return tagger.head.classify.out_features
+
+
 def evaluate_tagger(
-    tagger: JetTagger,
+    tagger: Tagger,
     data: Path | JetIndex,
     labels: list[int],
     split: str | None = "test",
@@ -351,10 +411,9 @@ def evaluate_tagger(
     label is one of ``labels``: the JetClass label of each tagger output, as in ``tagger.json``.
     """
     index = data if isinstance(data, JetIndex) else JetIndex.from_skim(data)
-    if tagger.head.classify.out_features != len(labels):
+    if n_outputs(tagger) != len(labels):
         raise HepmpmError(
-            f"the tagger has {tagger.head.classify.out_features} outputs, "
-            f"but {len(labels)} labels were given"
+            f"the tagger has {n_outputs(tagger)} outputs, but {len(labels)} labels were given"
         )
     dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains)
     scores, truth = predict(tagger, dataset, device)
@@ -400,8 +459,9 @@ def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
     saved = out / "run.json"
     previous = json.loads(saved.read_text()) if saved.is_file() else {}
     if last.is_file() or previous:
-        for key in ("kind", "feature_set", "mode", "labels", "classes", "backbone", "head"):
-            for name, before, now in config_differences(key, previous.get(key), record[key]):
+        keys = ("kind", "model", "feature_set", "mode", "labels", "classes", "backbone", "head")
+        for key in (*keys, "part"):
+            for name, before, now in config_differences(key, previous.get(key), record.get(key)):
                 raise HepmpmError(
                     f"cannot resume in {out}: it was run with {name} = {before!r}, "
                     f"this run has {name} = {now!r}"
@@ -425,6 +485,29 @@ def _best_score(trainer: L.Trainer) -> float | None:
     in a study), ``None`` without a validation."""
     score = trainer.checkpoint_callback.best_model_score
     return None if score is None else float(score)
+
+
+def _save_part(
+    tagger: ParTTagger,
+    out: Path,
+    class_names: list[str],
+    labels: list[int],
+    extra: dict[str, Any],
+) -> None:
+    """``tagger.pt`` then ``tagger.json`` of a ParT run: the record says ``"model": "part"``
+    (and ParT's size), so that :func:`~hepmpm.models.store.load_tagger` and export, which build
+    hepmpm taggers, refuse it clearly."""
+    save_weights(tagger, out / TAGGER_WEIGHTS)
+    record = {
+        "format": TAGGER_FORMAT,
+        "model": "part",
+        "feature_set": feature_set_record(tagger.feature_set),
+        "part": tagger.config.model_dump(mode="json"),
+        "class_names": list(class_names),
+        "labels": [int(label) for label in labels],
+        "hepmpm_version": __version__,
+    }
+    write_json_atomic(out / TAGGER_RECORD, {**record, **extra})
 
 
 def config_hash(config: FinetuneConfig) -> str:
@@ -479,7 +562,7 @@ def run_finetune(
     if config.mode != "scratch":
         pretrained = _pretrained(resolve_backbone(backbone_dir), datamodule, config)
         config = _with_architecture(config, pretrained.config)
-    elif config.backbone.dim % config.head.heads:
+    elif config.model == "hepmpm" and config.backbone.dim % config.head.heads:
         raise HepmpmError(
             f"head.heads = {config.head.heads} does not divide backbone.dim {config.backbone.dim}"
         )
@@ -494,6 +577,9 @@ def run_finetune(
         "backbone": config.backbone.model_dump(mode="json"),
         "head": config.head.model_dump(mode="json"),
     }
+    if config.model == "part":  # the hepmpm architecture sections are unused
+        record |= {"model": "part", "part": config.part.model_dump(mode="json")}
+        record |= {"backbone": None, "head": None}
     ckpt_path = _check_out(out, record, resume)
     module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
     if pretrained is not None:
@@ -529,6 +615,8 @@ def run_finetune(
         "best_val_loss": _best_score(trainer),
         "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
+    if config.model == "part":  # a reference arm: say so where studies read the results
+        metrics["model"] = "part"
     if not trainer.is_global_zero:
         return metrics
     device = "cuda" if uses_cuda(t.accelerator) else "cpu"
@@ -538,26 +626,23 @@ def run_finetune(
             config.data.batch_size, device,
         )  # fmt: skip
     module.tagger.cpu()
-    save_tagger(
-        module.tagger,
-        out,
-        class_names,
-        chosen,
-        config.head,
-        extra={
-            "mode": config.mode,
-            "pretrained": None if pretrained is None else str(backbone_dir),
-            "parameters": sum(p.numel() for p in module.tagger.parameters()),
-            "trainable_parameters": count_parameters(module.tagger),
-            "config": config.model_dump(mode="json"),
-            "config_hash": config_hash(config),
-            "skim": {
-                "path": str(data),
-                "settings_hash": datamodule.manifest.raw["settings_hash"],
-            },
-            "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
-            | {"test_accuracy": metrics["test"]["accuracy"]},
+    extra = {
+        "mode": config.mode,
+        "pretrained": None if pretrained is None else str(backbone_dir),
+        "parameters": sum(p.numel() for p in module.tagger.parameters()),
+        "trainable_parameters": count_parameters(module.tagger),
+        "config": config.model_dump(mode="json"),
+        "config_hash": config_hash(config),
+        "skim": {
+            "path": str(data),
+            "settings_hash": datamodule.manifest.raw["settings_hash"],
         },
-    )
+        "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
+        | {"test_accuracy": metrics["test"]["accuracy"]},
+    }
+    if isinstance(module.tagger, ParTTagger):
+        _save_part(module.tagger, out, class_names, chosen, extra)
+    else:
+        save_tagger(module.tagger, out, class_names, chosen, config.head, extra=extra)
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
