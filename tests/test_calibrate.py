@@ -202,7 +202,7 @@ def tagged_pair(tmp_path_factory):
         run_tag(TagRequest(model=model, inputs=[root / preset], out=root / f"tag_{preset}"),
                 show_progress=False)  # fmt: skip
         folders.append(root / f"tag_{preset}")
-    return model, folders[0], folders[1]
+    return model, folders[0], folders[1], root / "sim"
 
 
 def test_cli_calibrate_and_closure_on_pseudo_data(tagged_pair, tmp_path, capsys):
@@ -210,7 +210,7 @@ def test_cli_calibrate_and_closure_on_pseudo_data(tagged_pair, tmp_path, capsys)
     bin) reproduces the data efficiency within its uncertainty."""
     from hepmpm.calibration.inputs import read_tagged
 
-    _, sim, data = tagged_pair
+    _, sim, data, _ = tagged_pair
     out = tmp_path / "cal"
     assert main(["calibrate", "--sim", str(sim), "--data", str(data), "--signal", "Tbqq",
                  "--working-points", "mistag=0.1", "--pt-bins", "500,650,1000",
@@ -251,3 +251,44 @@ def test_cli_calibrate_and_closure_on_pseudo_data(tagged_pair, tmp_path, capsys)
             abs(reweighted - data_eff.efficiency[0, 0])
             <= abs(sim_eff - data_eff.efficiency[0, 0]) + 0.02
         )
+
+
+def test_coffea_processor_weights_equal_calibrate(tagged_pair, tmp_path):
+    """The example's coffea processor (hepmpm.tag_fatjets + correctionlib's evaluator on the SF
+    file) weights each selected jet as hepmpm calibrate's own bin table does."""
+    import importlib.util
+
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+
+    from hepmpm.calibration.run import read_scale_factors
+
+    model, sim, data, sample = tagged_pair
+    out = tmp_path / "cal"
+    run_calibration(
+        CalibrationRequest(
+            sim=sim, data=data, signal="Tbqq", background="QCD", out=out,
+            working_points=parse_working_points("mistag=0.2"), pt_edges=[500.0, 650.0, 1000.0],
+        ), make_plots=False,
+    )  # fmt: skip
+    path = Path(__file__).resolve().parents[1] / "examples" / "calibrated_analysis.py"
+    spec = importlib.util.spec_from_file_location("calibrated_analysis", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    analysis = example.CalibratedTagAnalysis(model, out, "mistag0p2")
+    runner = processor.Runner(
+        executor=processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=100
+    )
+    output = runner(example.make_fileset([sample]), processor_instance=analysis)
+    jets = {k: np.concatenate([c[k] for c in output["jets"].values()])
+            for k in ("pt", "abseta", "label", *example.VARIATIONS)}  # fmt: skip
+    assert {TOP, QCD} <= set(jets["label"]) and len(jets["pt"]) > 20
+    for panel, label in (("signal", TOP), ("mistag", QCD)):
+        table = read_scale_factors(out, f"TbqqvsQCD_mistag0p2{'_mistag' * (panel == 'mistag')}")
+        is_class = jets["label"] == label
+        for variation in example.VARIATIONS:
+            expected = table.lookup(jets["pt"][is_class], jets["abseta"][is_class], variation)
+            np.testing.assert_allclose(jets[variation][is_class], expected, rtol=1e-12)
+    mass = output["mass"]
+    assert mass[{"systematic": "nominal"}].sum().value == pytest.approx(jets["nominal"].sum())
+    assert mass[{"systematic": "up"}].sum().value == pytest.approx(jets["up"].sum())

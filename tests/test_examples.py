@@ -63,3 +63,28 @@ def test_domain_study(tmp_path):
     }  # fmt: skip
     assert any(a[0] == "scratch" for a in arms)
     assert (tmp_path / "s" / "features_sim_vs_data.png").stat().st_size > 10_000
+
+
+def test_calibrated_analysis(sim_sample, tmp_path):
+    from hepmpm.export import export_tagger
+    from tagger_models import make_tagger_dir
+
+    from hepmpm.cli import main
+    from hepmpm.tag import TagRequest, run_tag
+
+    model = export_tagger(make_tagger_dir(tmp_path / "ft"), tmp_path / "model.onnx").path
+    files = sorted(sim_sample.glob("sim_QCD_*.root")) + sorted(sim_sample.glob("sim_Tbqq_*.root"))
+    run_tag(TagRequest(model=model, inputs=files, out=tmp_path / "tag"), show_progress=False)
+    # the same sample as simulation and "data": SFs of 1, enough to run the analysis
+    assert main(["calibrate", "--sim", str(tmp_path / "tag"), "--data", str(tmp_path / "tag"),
+                 "--signal", "Tbqq", "--working-points", "mistag=0.2", "--pt-bins", "500,1000",
+                 "--out", str(tmp_path / "cal"), "--no-plots"]) == 0  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "calibrated_analysis.py"), "--model", str(model),
+         "--calibration", str(tmp_path / "cal"), "--working-point", "mistag0p2",
+         "--out", str(tmp_path / "plots"), *map(str, files)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "weighted: nominal" in result.stdout
+    assert (tmp_path / "plots" / "mass_mistag0p2.png").stat().st_size > 10_000

@@ -70,6 +70,7 @@ def scale_factor_plot(factors: Mapping[str, ScaleFactors], title: str, path: Pat
     fig, axes = _figure(2, 1, size=5.0)
     for ax, panel in zip(axes.flat, PANELS, strict=True):
         sf = factors[panel]
+        flagged_label = "flagged bin (SF 1 ± 1)"
         for j in range(len(sf.eta_edges) - 1):
             ok = sf.flag[:, j] == "ok"
             nominal = np.where(ok, sf.nominal[:, j], np.nan)
@@ -78,7 +79,8 @@ def scale_factor_plot(factors: Mapping[str, ScaleFactors], title: str, path: Pat
             if (~ok).any():
                 centres = 0.5 * (sf.pt_edges[1:] + sf.pt_edges[:-1])
                 ax.plot(centres[~ok], np.ones((~ok).sum()), "o", fillstyle="none", color="grey",
-                        label="flagged bin (SF 1 ± 1)")  # fmt: skip
+                        label=flagged_label)  # fmt: skip
+                flagged_label = None  # one legend entry
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xlabel("jet $p_T$ [GeV]")
         ax.set_ylabel(f"SF ({'signal efficiency' if panel == 'signal' else 'mistag'})")

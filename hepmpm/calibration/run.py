@@ -15,6 +15,7 @@ Every file is written atomically; a folder that already holds a calibration is r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,27 @@ def _truth(jets: TaggedJets, index: int, role: str, name: str, sample: str) -> n
             "tagging output; the calibration needs truth-labelled jets of both classes"
         )
     return chosen
+
+
+def read_scale_factors(calibration: Path, name: str) -> ScaleFactors:
+    """The scale factors of correction ``name`` as ``hepmpm calibrate`` measured them, read from
+    the ``calibration.json`` of the folder ``calibration`` (not from the correctionlib file)."""
+    path = Path(calibration) / SUMMARY_NAME
+    if not path.is_file():
+        raise HepmpmError(f"{calibration}: no {SUMMARY_NAME}; expected a `hepmpm calibrate` folder")
+    summary = json.loads(path.read_text())
+    found = {
+        c["name"]: c["bins"] for wp in summary["working_points"] for c in wp["corrections"].values()
+    }
+    if name not in found:
+        raise HepmpmError(f"{path}: no correction {name!r}; it has {', '.join(found)}")
+    pt_edges, eta_edges = np.asarray(summary["pt_edges"]), np.asarray(summary["eta_edges"])
+    shape = (len(pt_edges) - 1, len(eta_edges) - 1)
+    bins = found[name]  # pT-major, |eta| fastest
+    column = lambda key: np.array([b[key] for b in bins]).reshape(shape)  # noqa: E731
+    return ScaleFactors(
+        column("sf"), column("sf_up"), column("sf_down"), column("flag"), pt_edges, eta_edges
+    )
 
 
 def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dict[str, Any]:
