@@ -272,3 +272,14 @@ def test_token_counts_by_hand():
     assert counts.total == 4 and counts.usage() == 0.5
     assert counts.perplexity() == pytest.approx(2.0)
     assert math.isnan(TokenCounts(3).perplexity())
+
+
+def test_a_jet_limit_is_an_upper_bound(skim_dir, tmp_path, caplog):
+    """A packaged limit larger than a small skim uses what there is, and says so."""
+    config = load_tokenizer_config(
+        "tiny_kmeans", ["data.limit_val_jets=100000", "data.limit_train_jets=100000"]
+    )
+    with caplog.at_level("WARNING"):
+        run_tokenizer(config, skim_dir, tmp_path / "tok", show_progress=False)
+    assert (tmp_path / "tok" / "tokenizer.json").is_file()
+    assert "data.limit_val_jets = 100000, but split 'val'" in caplog.text

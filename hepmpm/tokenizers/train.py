@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import shutil
 import warnings
@@ -205,16 +206,29 @@ class _ShuffleEachEpoch(Callback):
         self.dataset.set_epoch(trainer.current_epoch)
 
 
+def at_most(index: JetIndex, split: str, limit: int | None, key: str) -> int | None:
+    """``limit`` as an upper bound: the split's size when it has fewer jets (said in the log),
+    since a packaged config's limit is meant for big skims, not as the experiment's number."""
+    available = index.split_counts()[split]
+    if limit is None or limit <= available:
+        return limit
+    logging.getLogger(__name__).warning(
+        "%s = %d, but split %r of %s has %d jets: using them all",
+        key, limit, split, index.directory, available,
+    )  # fmt: skip
+    return available
+
+
 def _datasets(
     index: JetIndex, data: DataConfig, batch_size: int, seed: int
 ) -> tuple[JetDataset, JetDataset]:
+    train_jets = at_most(index, "train", data.limit_train_jets, "data.limit_train_jets")
+    val_jets = at_most(index, "val", data.limit_val_jets, "data.limit_val_jets")
     train = JetDataset(
-        index, "train", batch_size, pad_to=data.pad_to, limit=data.limit_train_jets,
+        index, "train", batch_size, pad_to=data.pad_to, limit=train_jets,
         shuffle=True, seed=seed, drop_last=True, cache=data.cache,
     )  # fmt: skip
-    val = JetDataset(
-        index, "val", batch_size, pad_to=data.pad_to, limit=data.limit_val_jets, cache=data.cache
-    )
+    val = JetDataset(index, "val", batch_size, pad_to=data.pad_to, limit=val_jets, cache=data.cache)
     if train.rank_jets() < batch_size:
         raise HepmpmError(
             f"{index.directory}: the train split has {train.n_jets} jets, fewer than one batch "
@@ -317,13 +331,13 @@ def _fit_kmeans(
 ) -> tuple[KMeansTokenizer, dict[str, Any]]:
     batch_size = 512  # jets per read; the k-means mini-batch is fit.batch_size particles
     index = JetIndex.from_skim(manifest)
+    train_jets = at_most(index, "train", config.data.limit_train_jets, "data.limit_train_jets")
+    val_jets = at_most(index, "val", config.data.limit_val_jets, "data.limit_val_jets")
     train = JetDataset(
-        index, "train", batch_size, pad_to=config.data.pad_to, limit=config.data.limit_train_jets,
+        index, "train", batch_size, pad_to=config.data.pad_to, limit=train_jets,
         shuffle=True, seed=config.fit.seed,
     )  # fmt: skip
-    val = JetDataset(
-        index, "val", batch_size, pad_to=config.data.pad_to, limit=config.data.limit_val_jets
-    )
+    val = JetDataset(index, "val", batch_size, pad_to=config.data.pad_to, limit=val_jets)
     if val.n_jets == 0:
         raise HepmpmError(f"{index.directory}: the val split holds no jets; use a bigger skim")
     workers = config.data.num_workers
