@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
+from hepmpm.quiet import quiet_lightning
 from hepmpm.training.stages import check_stage
 
 
@@ -321,8 +321,7 @@ def run_quickstart(
     """Run (or complete) every step; returns the report's HTML page."""
     out = Path(out)
     _claim(out, config)
-    # Keep the step lines readable: Lightning's per-run notes (devices, tips) say nothing here.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    quiet_lightning()  # keep the step lines readable
     layout = Layout(out)
     steps = plan(config, layout, show_progress)
     started = time.perf_counter()
