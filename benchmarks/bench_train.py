@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                       # CPU: tiny, small and ParT
     python benchmarks/bench_train.py --device cuda         # CUDA, bf16 autocast: small, base, ParT
     python benchmarks/bench_train.py --sizes small --steps 5 --threads 2
+    python benchmarks/bench_train.py --shards SKIM         # real jets of a part17 skim
 
 Every model gets the same synthetic jets: batch 128 (``--batch``), ``--particles`` slots (50)
 of which each jet fills 20-50, part17 features (17 per particle). One training step is
@@ -14,6 +15,12 @@ forward + backward + gradient clipping + AdamW step:
 - ``ParT``: weaver-core's ``ParticleTransformer`` as configured for JetClass (8 blocks of 128,
   pair embedding of the 4-vectors, 2 class-attention blocks, 10 classes; 2.1M parameters),
   cross-entropy on random labels. Inference: its forward pass.
+
+With ``--shards SKIM`` the batch is real jets instead: ``--batch`` jets drawn (seeded) from a
+part17 skim's shards with their real multiplicities, padded to the batch's longest jet (at
+most ``--particles-cap``, 128), ParT's 4-vectors built from the raw features (pT = exp
+part_pt_log, E = exp part_e_log, η = part_deta, φ = part_dphi; pair features are invariant
+under the longitudinal boost this leaves out).
 
 Each model runs in its own fresh process, so that peak memory is its own: on the CPU, the
 growth of peak RSS (``ru_maxrss``) over the training steps, per jet of the batch (it includes
@@ -69,6 +76,44 @@ def synthetic_jets(batch: int, particles: int, device: str, seed: int = 0) -> di
         "mask": mask.to(device),
         "vectors": vectors.to(device),
         "labels": torch.randint(0, N_CLASSES, (batch,), generator=g).to(device),
+    }
+
+
+def shard_jets(skim: str, batch: int, cap: int, device: str, seed: int = 0) -> dict[str, Any]:
+    """``batch`` real jets of a part17 skim, as :func:`synthetic_jets` returns them."""
+    from pathlib import Path
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from hepmpm.data.loader import pad_particles
+    from hepmpm.data.shards import particle_features
+    from hepmpm.features import PART17
+
+    manifest = json.loads((Path(skim) / "manifest.json").read_text())
+    if manifest["feature_set"] != "part17":
+        raise SystemExit(f"{skim}: feature set {manifest['feature_set']}, ParT needs part17")
+    parts = [particle_features(pq.read_table(Path(skim) / s["path"])["particles"])
+             for s in manifest["shards"]]  # fmt: skip
+    flat = np.concatenate([f for f, _ in parts])
+    counts = np.concatenate([np.diff(o) for _, o in parts])
+    starts = np.cumsum(counts) - counts
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(counts), size=min(batch, len(counts)), replace=False)
+    features, mask = pad_particles(flat, starts[pick], np.minimum(counts[pick], cap))
+    features, mask = torch.from_numpy(features), torch.from_numpy(mask)
+    names = [f.name for f in PART17.features]
+    column = lambda name: features[..., names.index(name)]  # noqa: E731
+    pt, energy = torch.exp(column("part_pt_log")), torch.exp(column("part_e_log"))
+    eta, phi = column("part_deta"), column("part_dphi")
+    vectors = torch.stack(
+        [pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta), energy], 1
+    )
+    return {
+        "features": features.to(device),
+        "mask": mask.to(device),
+        "vectors": (vectors * mask[:, None]).to(device),
+        "labels": torch.randint(0, N_CLASSES, (len(pick),)).to(device),
     }
 
 
@@ -130,7 +175,11 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     model.to(device).train()
     parameters = sum(p.numel() for p in counted.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    jets = synthetic_jets(args.batch, args.particles, device)
+    jets = (
+        shard_jets(args.shards, args.batch, args.particles_cap, device)
+        if args.shards
+        else synthetic_jets(args.batch, args.particles, device)
+    )
     cuda = device.startswith("cuda")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
 
@@ -197,6 +246,8 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--particles", type=int, default=50, help="particle slots per jet")
+    parser.add_argument("--shards", help="a part17 skim folder: real jets instead of synthetic")
+    parser.add_argument("--particles-cap", type=int, default=128, help="with --shards")
     parser.add_argument("--steps", type=int, help="timed steps (default cpu 3, cuda 30)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default cpu 1, cuda 5)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -219,9 +270,18 @@ def main() -> None:
         else:
             names.append("ParT")
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+    if args.shards:
+        sample = shard_jets(args.shards, args.batch, args.particles_cap, "cpu")
+        n = sample["mask"].sum(1)
+        jets_text = (f"real jets of {args.shards}: {len(n)} per batch, padded to "
+                     f"{sample['mask'].shape[1]} ({float(n.float().mean()):.1f} particles on "
+                     f"average, {int(n.min())}-{int(n.max())})")  # fmt: skip
+    else:
+        jets_text = (f"batch {args.batch}, {args.particles} particle slots "
+                     f"(20-{args.particles} filled)")  # fmt: skip
     print(
-        f"{where}; torch {torch.__version__}; batch {args.batch}, {args.particles} particle "
-        f"slots (20-{args.particles} filled); {args.warmup} warm-up + {args.steps} timed steps"
+        f"{where}; torch {torch.__version__}; {jets_text}; {args.warmup} warm-up + "
+        f"{args.steps} timed steps"
     )
     results = []
     for name in names:
