@@ -267,3 +267,22 @@ def test_aggregate_and_rejection():
         "QCD": {"n_jets": 40}, "Wqq": {"rejection_50": 10.0}, "Tbqq": {"rejection_50": math.inf},
     }}  # fmt: skip
     assert mean_rejection(test) == pytest.approx(25.0)  # inf counts as 40 QCD test jets
+
+
+def test_study_samples_keep_every_file_of_a_class(tmp_path, monkeypatch):
+    """A class of more jets than one file holds has several files, and the skim gets them all."""
+    from functools import partial
+
+    from hepmpm.generate import sample as sample_module
+    from hepmpm.studies.common import SampleConfig, Stage, StudyConfig, StudyFolder, sample_paths
+
+    monkeypatch.setattr(
+        sample_module, "SampleRequest", partial(sample_module.SampleRequest, jets_per_file=20)
+    )
+    config = StudyConfig(seeds=[0], pretrain=Stage(config="tiny"), finetune=Stage(config="tiny"))
+    folder = StudyFolder(tmp_path / "study", config, "test")
+    files = folder.sample(SampleConfig(classes=["QCD", "Wqq"], jets_per_class=50, seed=3), False)
+    assert {c: len(f) for c, f in files.items()} == {"QCD": 3, "Wqq": 3}
+    skim = folder.skim("all", sample_paths(files), "sim", False)
+    assert len(JetIndex.from_skim(skim)) == 100
+    assert sample_paths(files, ["Wqq"]) == files["Wqq"]

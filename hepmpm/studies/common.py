@@ -133,8 +133,9 @@ class StudyFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(record, {"study": name, "config_hash": digest, "config": dumped})
 
-    def sample(self, spec: SampleConfig, progress: bool) -> dict[str, Path]:
-        """Generate (or complete) ``spec``; its ROOT file per class. Samples of the same preset,
+    def sample(self, spec: SampleConfig, progress: bool) -> dict[str, list[Path]]:
+        """Generate (or complete) ``spec``; its ROOT files per class (several when a class has
+        more jets than one file holds). Samples of the same preset,
         size and seed share one folder, whatever classes each study asks for (a file's jets
         depend only on the seed, class and file number). Not safe for concurrent studies."""
         from hepmpm.generate.preset import load_preset
@@ -155,7 +156,9 @@ class StudyFolder:
             out=folder,
         )
         manifest = generate_sample(request, workers=self.config.workers, show_progress=progress)
-        files = {entry["class"]: folder / name for name, entry in manifest["files"].items()}
+        files: dict[str, list[Path]] = {}
+        for name, entry in sorted(manifest["files"].items()):
+            files.setdefault(entry["class"], []).append(folder / name)
         return {c: files[c] for c in spec.classes}
 
     def skim(self, name: str, files: Iterable[Path], domain: str, progress: bool) -> Path:
@@ -253,6 +256,11 @@ class StudyFolder:
         # The tagger (tagger.pt) is what later steps read; Lightning's checkpoints only resume.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         return out, metrics
+
+
+def sample_paths(files: dict[str, list[Path]], classes: Iterable[str] | None = None) -> list[Path]:
+    """Every file of ``classes`` (default: all) of a :meth:`StudyFolder.sample` result."""
+    return [path for c in (files if classes is None else classes) for path in files[c]]
 
 
 def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:

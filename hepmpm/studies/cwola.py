@@ -42,6 +42,7 @@ from hepmpm.studies.common import (
     aggregated_section,
     comparison_lines,
     curves,
+    sample_paths,
     write_table,
 )
 from hepmpm.studies.pages import Section, write_page
@@ -166,7 +167,7 @@ def run(config: CwolaConfig, out: Path, progress: bool, echo: Callable[[str], No
     files = []
     for name, jets in (("QCD", config.background_jets), (config.signal, config.signal_jets)):
         spec = SampleConfig(classes=[name], jets_per_class=jets, seed=config.sample_seed)
-        files += folder.sample(spec, progress).values()
+        files += sample_paths(folder.sample(spec, progress))
     truth_skim = folder.skim("truth", files, "sim", progress)
     backbone = folder.pretrain("all-jets", truth_skim, progress)
     echo(f"pre-trained on all jets, no labels: {backbone}")

@@ -41,6 +41,7 @@ from hepmpm.studies.common import (
     aggregated_section,
     curves,
     pm,
+    sample_paths,
     tagger_row,
     write_table,
 )
@@ -144,11 +145,14 @@ def run(
     """Run (or complete) the study; returns ``summary.md``."""
     folder = StudyFolder(out, config, "label-efficiency")
     corpus = folder.skim(
-        "corpus", folder.sample(config.corpus, progress).values(), config.corpus.preset, progress
+        "corpus",
+        sample_paths(folder.sample(config.corpus, progress)),
+        config.corpus.preset,
+        progress,
     )
     labelled = folder.skim(
         "labelled",
-        folder.sample(config.labelled, progress).values(),
+        sample_paths(folder.sample(config.labelled, progress)),
         config.labelled.preset,
         progress,
     )

@@ -23,6 +23,7 @@ from hepmpm.studies.common import (
     aggregated_section,
     comparison_lines,
     curves,
+    sample_paths,
     tagger_row,
     write_table,
 )
@@ -44,7 +45,7 @@ def run(config: LabelScanConfig, out: Path, progress: bool, echo: Callable[[str]
     """Run (or complete) the scan; returns ``summary.md``."""
     folder = StudyFolder(out, config, "label-scan")
     files = folder.sample(config.sample, progress)
-    skim = folder.skim("sim", files.values(), config.sample.preset, progress)
+    skim = folder.skim("sim", sample_paths(files), config.sample.preset, progress)
     echo(f"skim: {skim}")
     backbone = folder.pretrain("sim", skim, progress)
     echo(f"pre-trained backbone: {backbone}")

@@ -20,6 +20,7 @@ from hepmpm.studies.common import (
     aggregated_section,
     comparison_lines,
     curves,
+    sample_paths,
     tagger_row,
     write_table,
 )
@@ -51,10 +52,10 @@ def run(config: NewClassesConfig, out: Path, progress: bool, echo: Callable[[str
     files = folder.sample(config.sample, progress)
     domain = config.sample.preset
     pre_skim = folder.skim(
-        "pretrain-classes", [files[c] for c in config.pretrain_classes], domain, progress
+        "pretrain-classes", sample_paths(files, config.pretrain_classes), domain, progress
     )
     ft_skim = folder.skim(
-        "finetune-classes", [files[c] for c in config.finetune_classes], domain, progress
+        "finetune-classes", sample_paths(files, config.finetune_classes), domain, progress
     )
     backbone = folder.pretrain("pretrain-classes", pre_skim, progress)
     echo(f"pre-trained on {', '.join(config.pretrain_classes)}: {backbone}")

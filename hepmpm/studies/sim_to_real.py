@@ -28,6 +28,7 @@ from hepmpm.studies.common import (
     aggregated_section,
     curves,
     pm,
+    sample_paths,
     tagger_row,
     write_table,
 )
@@ -64,7 +65,7 @@ def run(config: SimToRealConfig, out: Path, progress: bool, echo: Callable[[str]
             seed=config.sample_seed + 1000 * offset,
         )  # fmt: skip
         files = folder.sample(spec, progress)
-        skims[domain] = folder.skim(domain, files.values(), domain, progress)
+        skims[domain] = folder.skim(domain, sample_paths(files), domain, progress)
     backbones = {f"pre-train on {d}": folder.pretrain(d, skims[d], progress) for d in DOMAINS}
     arms: dict[str, Path | None] = {**backbones, "scratch": None}
     labels = sorted(CLASS_INDEX[c] for c in config.classes)
