@@ -228,9 +228,9 @@ def arm_stage(arm: Arm, default: Stage) -> Stage:
 
 
 def schedule(config: LabelEfficiencyConfig) -> list[tuple[Arm, int, int]]:
-    """Every (arm, labels, seed) run, those of the main pre-training (and scratch) first, so
-    that the headline lands before the variants' pre-trainings start; then by seed and N."""
-    groups = [None, MAIN, *config.variants]
+    """Every (arm, labels, seed) run in the order that lands the headline first: the arms of
+    every point and seed (scratch, finetune), seed by seed, then the arms of a few points (the
+    references and levers); each pre-training runs when the first arm needs it."""
     runs = [
         (arm, n, seed)
         for arm in config.arms
@@ -238,10 +238,13 @@ def schedule(config: LabelEfficiencyConfig) -> list[tuple[Arm, int, int]]:
         for n in arm.labels or config.labels
     ]
     position = {id(arm): i for i, arm in enumerate(config.arms)}
-    return sorted(
-        runs,
-        key=lambda r: (groups.index(r[0].pretraining), r[2], r[1], position[id(r[0])]),
-    )
+
+    def key(run: tuple[Arm, int, int]) -> tuple[bool, int, int, int]:
+        arm, n, seed = run
+        restricted = arm.seeds is not None or arm.labels is not None
+        return restricted, seed, n, position[id(arm)]
+
+    return sorted(runs, key=key)
 
 
 def labels_to_match(
