@@ -17,6 +17,7 @@ from hepmpm.lazy import lazy_attributes
 _WHERE = {
     "CalibrationRequest": "run",
     "run_calibration": "run",
+    "read_scale_factors": "run",
     "WorkingPoint": "working_points",
     "WorkingPointSpec": "working_points",
     "parse_working_points": "working_points",
