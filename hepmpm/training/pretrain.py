@@ -180,6 +180,20 @@ class MPMModule(L.LightningModule):
             self.log(f"train/loss_{name}", value, batch_size=size)
         return loss
 
+    def on_fit_start(self) -> None:
+        """Fix the regression targets' standardisation from the training jets, once: a resumed
+        run (or ``--init``) keeps the statistics its checkpoint holds."""
+        mpm = self.config.mpm
+        if not (mpm.standardise_regression and "regression" in mpm.targets):
+            return
+        if self.global_step > 0 or bool((self.model.target_std != 1).any()):
+            return
+        dataset = self.trainer.datamodule.val_set  # a fixed, shuffled sample of the corpus
+        batches = [b for _, b in zip(range(8), make_dataloader(dataset), strict=False)]
+        features = torch.cat([_pad(b.features, 128) for b in batches]).to(self.device)
+        mask = torch.cat([_pad(b.mask.float(), 128) for b in batches]).bool().to(self.device)
+        self.model.set_target_statistics(features, mask)
+
     def on_validation_epoch_start(self) -> None:
         self._val = {}
 
@@ -244,6 +258,12 @@ class MPMModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def _pad(tensor: torch.Tensor, slots: int) -> torch.Tensor:
+    """``tensor`` [B, P, ...] zero-padded to ``slots`` particles (batches differ in P)."""
+    pad = [0, 0] * (tensor.ndim - 2) + [0, slots - tensor.shape[1]]
+    return torch.nn.functional.pad(tensor, pad)
 
 
 def _load_tokenizer_for(
