@@ -532,7 +532,8 @@ def _run_pretrained(args: argparse.Namespace) -> int:
         data, probe = card["data"], card["probe"]
         print(
             f"pretrained:{name}: {card['backbone_size']} backbone, feature set "
-            f"{card['feature_set']}, {card['steps']} steps on {data['jets']} {data['preset']} jets "
+            f"{card['feature_set']}, {card['steps']} steps on a corpus of {data['jets']} "
+            f"{data['preset']} jets "
             f"({', '.join(data['classes'])}); linear probe {probe['accuracy']:.3f} vs "
             f"{probe['random_init_accuracy']:.3f} at random init; hepmpm {card['hepmpm_version']}"
         )

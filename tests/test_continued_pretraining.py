@@ -92,3 +92,22 @@ def test_shipped_backbones_match_their_cards(capsys):
     assert main(["pretrained"]) == 0
     out = capsys.readouterr().out
     assert all(f"pretrained:{name}" in out for name in shipped())
+
+
+@pytest.mark.skipif(not shipped(), reason="no backbone ships")
+def test_a_shipped_backbone_fine_tunes_and_continues(skim_dir, tmp_path):
+    from hepmpm.models.store import load_backbone
+    from hepmpm.training.finetune import run_finetune
+
+    name = f"pretrained:{next(iter(shipped()))}"
+    steps = ["trainer.max_steps=2", "trainer.val_every_steps=2", "trainer.val_batches=1",
+             "data.batch_size=16", "trainer.cpu_threads=1"]  # fmt: skip
+    run_finetune("compact", skim_dir, tmp_path / "ft", backbone_dir=name, mode="frozen",
+                 overrides=steps, show_progress=False)  # fmt: skip
+    tagger_backbone = json.loads((tmp_path / "ft" / "tagger.json").read_text())["backbone"]
+    shipped_backbone = load_backbone(resolve_backbone(name)).config.model_dump(mode="json")
+    assert tagger_backbone == shipped_backbone
+    run_pretrain("compact", skim_dir, tmp_path / "pre", overrides=steps, init=name,
+                 show_progress=False)  # fmt: skip
+    record = json.loads((tmp_path / "pre" / "backbone.json").read_text())
+    assert record["init"]["from"] == name and record["init"]["weights"] == "mpm"

@@ -118,3 +118,18 @@ def test_bucketed_batches_cover_the_same_jets_with_less_padding(skim_dir):
     assert all(torch.equal(a.jet_id, b.jet_id) for a, b in zip(bucketed, again, strict=True))
     other = epoch(True, 1)  # ... and another epoch mixes differently
     assert any(not torch.equal(a.jet_id, b.jet_id) for a, b in zip(bucketed, other, strict=True))
+
+
+def test_standardised_regression_targets_have_unit_spread(skim_dir):
+    batch = _batch(skim_dir, 64)
+    model = _model(standardise_regression=True)
+    masked = batch.mask.clone()  # every real particle "masked": the targets of all of them
+    raw = model.targets(batch.features, masked, None)["regression"]
+    model.set_target_statistics(batch.features, batch.mask)
+    standardised = model.targets(batch.features, masked, None)["regression"]
+    assert torch.allclose(standardised.mean(0), torch.zeros(raw.shape[1]), atol=1e-4)
+    varying = raw.std(0) > 1e-3  # constant features keep their floor-clamped scale
+    assert torch.allclose(standardised.std(0)[varying], torch.ones(int(varying.sum())), atol=1e-3)
+    assert raw.std(0).min() < 0.05  # the impact parameters: what the option is for
+    # The statistics are buffers: saved with the weights, and restored on resume.
+    assert {"target_mean", "target_std"} <= set(model.state_dict())

@@ -130,8 +130,8 @@ class FinetuneConfig(StrictModel):
     val_jets: int | None = Field(
         None,
         ge=1,
-        description="validate on this many class-balanced val-split jets, the same for every "
-        "seed (None: the split's first trainer.val_batches batches)",
+        description="validate on (at most) this many class-balanced val-split jets, the same "
+        "for every seed (None: trainer.val_batches batches of the split)",
     )
     evaluate: Literal["best", "last"] = Field(
         "best", description="weights tested and saved: lowest val/loss, or the final step's"
@@ -368,9 +368,12 @@ class FinetuneDataModule(PretrainDataModule):
         # The same class-balanced jets for every seed and arm (seed 0), so that best-validation
         # selection compares like with like; the split's first batches would hold the jets of
         # its first shards, often one class.
+        # An upper bound (a config's number, meant for big skims): as many as every class has.
+        counts = self.index.select("val", self.labels, c.domains).class_counts()
+        val_jets = min(self.val_jets, min(counts.values()) * len(counts))
         self.val_set = JetDataset(
             self.index, "val", c.batch_size, pad_to=c.pad_to, labels=self.labels,
-            domains=c.domains, limit=self.val_jets, balanced=True, seed=0, cache=c.cache,
+            domains=c.domains, limit=val_jets, balanced=True, seed=0, cache=c.cache,
         )  # fmt: skip
 
 

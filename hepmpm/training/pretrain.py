@@ -344,7 +344,10 @@ def _initial_weights(
             f"has {record['tokenizer']}: continue with the tokenizer it was trained with"
         )
     whole = folder / MPM_WEIGHTS
-    same = (source.get("mpm"), source.get("n_tokens")) == (record["mpm"], record["n_tokens"])
+    # Through the config model, so a record written before an MPM option existed reads as
+    # that option's default.
+    source_mpm = MPMConfig.model_validate(source.get("mpm") or {}).model_dump()
+    same = (source_mpm, source.get("n_tokens")) == (record["mpm"], record["n_tokens"])
     if whole.is_file() and same:
         load_weights(module.model, whole, folder / "backbone.json")
         weights = "mpm"
