@@ -332,6 +332,28 @@ def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]
     return csv_path, json_path
 
 
+def label_curves(
+    out: Path, rows: Sequence[dict[str, Any]], values: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[Path]]:
+    """A study of arms × labelled jets: ``results`` and ``aggregated`` tables (mean ± std of
+    ``values`` over seeds) and the accuracy and mean-rejection curves against the labels."""
+    from hepmpm.studies.plots import mean_std_curves
+
+    write_table(out / "results", rows)
+    summary = aggregate(rows, ("arm", "labels"), values)
+    write_table(out / "aggregated", summary)
+    figures = []
+    for value, label in (
+        ("accuracy", "test accuracy"),
+        ("mean_rejection_50", "mean QCD rejection at 50% sig. eff."),
+    ):
+        x, ys = curves(summary, "arm", "labels", value)
+        figures.append(
+            mean_std_curves(x, ys, out / f"{value}_vs_labels.png", "labelled jets", label)
+        )
+    return summary, figures
+
+
 def pm(mean: float, std: float, digits: int = 3) -> str:
     """``mean ± std`` as text."""
     return f"{mean:.{digits}f} ± {std:.{digits}f}"

@@ -37,16 +37,16 @@ from hepmpm.studies.common import (
     Stage,
     StudyConfig,
     StudyFolder,
-    aggregate,
     aggregated_section,
     curves,
+    label_curves,
     pm,
     sample_paths,
     tagger_row,
     write_table,
 )
 from hepmpm.studies.pages import Section, write_page
-from hepmpm.studies.plots import mean_std_curves, probe_curves, read_lightning_metrics
+from hepmpm.studies.plots import probe_curves, read_lightning_metrics
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 MAIN = "pretrain"  #: the name of the main pre-training (variants: their own names)
@@ -364,18 +364,7 @@ def report(
 ) -> Path:
     """Tables, plots and the summary page."""
     out = folder.root
-    write_table(out / "results", rows)
-    summary = aggregate(rows, ("arm", "labels"), VALUES)
-    write_table(out / "aggregated", summary)
-    figures = []
-    for value, label in (
-        ("accuracy", "test accuracy"),
-        ("mean_rejection_50", "mean QCD rejection at 50% sig. eff."),
-    ):
-        x, ys = curves(summary, "arm", "labels", value)
-        figures.append(
-            mean_std_curves(x, ys, out / f"{value}_vs_labels.png", "labelled jets", label)
-        )
+    summary, figures = label_curves(out, rows, VALUES)
     efficiency = efficiency_rows(summary, config.reference)
     ablation = ablation_rows(summary, config)
     probes = probe_rows(backbones)

@@ -19,16 +19,13 @@ from hepmpm.studies.common import (
     SampleConfig,
     StudyConfig,
     StudyFolder,
-    aggregate,
     aggregated_section,
     comparison_lines,
-    curves,
+    label_curves,
     sample_paths,
     tagger_row,
-    write_table,
 )
 from hepmpm.studies.pages import Section, write_page
-from hepmpm.studies.plots import mean_std_curves
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 
@@ -65,18 +62,7 @@ def run(config: LabelScanConfig, out: Path, progress: bool, echo: Callable[[str]
 
 def report(config: LabelScanConfig, out: Path, rows: list[dict]) -> Path:
     """Tables, plots and the summary page of the scan's ``rows``."""
-    write_table(out / "results", rows)
-    summary = aggregate(rows, ("arm", "labels"), VALUES)
-    write_table(out / "aggregated", summary)
-    figures = []
-    for value, label in (
-        ("accuracy", "test accuracy"),
-        ("mean_rejection_50", "mean QCD rejection at 50% sig. eff."),
-    ):
-        x, ys = curves(summary, "arm", "labels", value)
-        figures.append(
-            mean_std_curves(x, ys, out / f"{value}_vs_labels.png", "labelled jets", label)
-        )
+    summary, figures = label_curves(out, rows, VALUES)
     classes = ", ".join(config.sample.classes)
     intro = [
         f"{len(config.sample.classes)} classes ({classes}), {config.sample.jets_per_class} "
