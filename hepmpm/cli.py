@@ -626,6 +626,10 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
         "--tiny", action="store_true",
         help="the config's tiny section: small samples, few steps, seconds to a minute",
     )  # fmt: skip
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="train nothing: tables and plots of the runs complete so far (label-efficiency)",
+    )  # fmt: skip
     _add_overrides(parser, "config", "seeds=[0,1,2,3]")
     _add_progress(parser)
     parser.set_defaults(run=_run_study)
@@ -635,8 +639,9 @@ def _run_study(args: argparse.Namespace) -> int:
     from hepmpm.studies.runner import run_study
 
     summary = run_study(
-        args.name, args.out, args.config, args.overrides, args.tiny, not args.no_progress
-    )
+        args.name, args.out, args.config, args.overrides, args.tiny, not args.no_progress,
+        report_only=args.report_only,
+    )  # fmt: skip
     print(f"summary: {summary} (and {summary.with_suffix('.html')})")
     return 0
 

@@ -286,3 +286,21 @@ def test_study_samples_keep_every_file_of_a_class(tmp_path, monkeypatch):
     skim = folder.skim("all", sample_paths(files), "sim", False)
     assert len(JetIndex.from_skim(skim)) == 100
     assert sample_paths(files, ["Wqq"]) == files["Wqq"]
+
+
+def test_report_only_trains_nothing(studies, tmp_path):
+    out = studies["label-efficiency"]
+    share = f"samples_dir={out.parent / 'samples'}"
+    before = (out / "results.csv").read_text()
+    lines = []
+    run_study("label-efficiency", out, overrides=[share], tiny=True, echo=lines.append,
+              show_progress=False, report_only=True)  # fmt: skip
+    assert (out / "results.csv").read_text() == before
+    assert not any("not run yet" in line for line in lines)
+    fresh = tmp_path / "fresh"  # nothing trained there: every run is listed as missing
+    run_study("label-efficiency", fresh, overrides=[share], tiny=True, echo=lines.append,
+              show_progress=False, report_only=True)  # fmt: skip
+    assert any(line.startswith("not run yet (5)") for line in lines)
+    assert not (fresh / "work" / "runs").exists()
+    with pytest.raises(HepmpmError, match="no report-only mode"):
+        run_study("label-scan", tmp_path / "x", tiny=True, report_only=True)

@@ -109,7 +109,11 @@ def load_study_config(
 class StudyFolder:
     """The output folder of a study and its cached work (see the module docstring)."""
 
-    def __init__(self, out: Path, config: StudyConfig, name: str) -> None:
+    def __init__(
+        self, out: Path, config: StudyConfig, name: str, report_only: bool = False
+    ) -> None:
+        #: Start no training: runs not yet complete are reported missing (``None`` metrics).
+        self.report_only = report_only
         self.root = Path(out)
         self.config = config
         self.work = self.root / "work"
@@ -182,7 +186,7 @@ class StudyFolder:
         from hepmpm.training.runs import last_checkpoint
 
         out = self.work / "pretrain" / name
-        if (out / "backbone.json").is_file():
+        if (out / "backbone.json").is_file() or self.report_only:
             return out
         tokenizer_dir = None
         if self.config.tokenizer is not None:
@@ -229,8 +233,9 @@ class StudyFolder:
         seed: int,
         progress: bool,
         stage: Stage | None = None,
-    ) -> tuple[Path, dict[str, Any]]:
-        """One fine-tuning run in ``work/runs/RUN`` (kept once its ``metrics.json`` exists):
+    ) -> tuple[Path, dict[str, Any] | None]:
+        """One fine-tuning run in ``work/runs/RUN`` (kept once its ``metrics.json`` exists;
+        with ``report_only``, ``None`` metrics for a run not complete):
         the folder and :func:`~hepmpm.training.finetune.run_finetune`'s metrics. ``stage``:
         the fine-tuning stage (default: the study's)."""
         from hepmpm.training.finetune import run_finetune
@@ -239,6 +244,8 @@ class StudyFolder:
         done = out / "metrics.json"
         if done.is_file():
             return out, json.loads(done.read_text())
+        if self.report_only:
+            return out, None
         shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts over (seconds-scale)
         stage = stage or self.config.finetune
         metrics = run_finetune(

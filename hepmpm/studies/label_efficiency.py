@@ -140,10 +140,16 @@ class LabelEfficiencyConfig(StudyConfig):
 
 
 def run(
-    config: LabelEfficiencyConfig, out: Path, progress: bool, echo: Callable[[str], None]
+    config: LabelEfficiencyConfig,
+    out: Path,
+    progress: bool,
+    echo: Callable[[str], None],
+    report_only: bool = False,
 ) -> Path:
-    """Run (or complete) the study; returns ``summary.md``."""
-    folder = StudyFolder(out, config, "label-efficiency")
+    """Run (or complete) the study; returns ``summary.md``. ``report_only``: train nothing,
+    write the tables of the runs complete so far and list the missing ones (a long study
+    checked while it runs, or stopped before its end)."""
+    folder = StudyFolder(out, config, "label-efficiency", report_only)
     corpus = folder.skim(
         "corpus",
         sample_paths(folder.sample(config.corpus, progress)),
@@ -172,7 +178,7 @@ def run(
     chosen: dict[str, float] = {}
     lr_rows: list[dict[str, Any]] = []
 
-    def finetune(arm: Arm, n: int, seed: int, lr: float | None) -> dict[str, Any]:
+    def finetune(arm: Arm, n: int, seed: int, lr: float | None) -> dict[str, Any] | None:
         stage = arm_stage(arm, config.finetune)
         run = f"{arm.name}/n{n}/seed{seed}"
         if lr is not None:
@@ -195,11 +201,15 @@ def run(
             scores = {}
             for lr in arm.lrs:
                 metrics = finetune(arm, n, seed, lr)
+                if metrics is None:  # report_only: not run yet
+                    continue
                 scores[lr] = metrics.get("best_val_loss") or math.inf
                 lr_rows.append(
                     {"arm": arm.name, "lr": lr, "labels": n, "seed": seed,
                      "best_val_loss": scores[lr], "test_accuracy": metrics["test"]["accuracy"]}
                 )  # fmt: skip
+            if not scores:
+                return None
             chosen[arm.name] = min(scores, key=scores.get)
             for row in lr_rows:
                 if row["arm"] == arm.name:
@@ -207,9 +217,16 @@ def run(
             echo(f"  {arm.name}: learning rate {chosen[arm.name]:g} (lowest validation loss)")
         return chosen[arm.name]
 
-    rows = []
+    rows, missing = [], []
     for arm, n, seed in schedule(config):
-        metrics = finetune(arm, n, seed, learning_rate(arm))
+        lr = learning_rate(arm)
+        if report_only and lr is None and (arm.lrs or arm.lr_from):
+            metrics = None  # its learning rate is not chosen yet
+        else:
+            metrics = finetune(arm, n, seed, lr)
+        if metrics is None:
+            missing.append(f"{arm.name} N={n} seed {seed}")
+            continue
         row = {
             "arm": arm.name, "labels": n, "seed": seed, "lr": learning_rate(arm),
             "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
@@ -218,6 +235,9 @@ def run(
         rows.append(row)
     if lr_rows:
         write_table(folder.root / "learning_rates", lr_rows)
+    if missing:
+        echo(f"not run yet ({len(missing)}): {', '.join(missing)}")
+    backbones = {n: p for n, p in backbones.items() if (p / "backbone.json").is_file()}
     return report(config, folder, rows, backbones)
 
 

@@ -20,6 +20,7 @@ class Study:
 
     module: str
     config_class: str
+    report_only: bool = False  #: its ``run`` can write the tables of the runs done so far
 
     def load(self) -> tuple[type[StudyConfig], Callable[..., Path]]:
         module = importlib.import_module(f"hepmpm.studies.{self.module}")
@@ -29,7 +30,7 @@ class Study:
 #: Study names (the CLI's) → where they live; configs/studies/MODULE.yaml is the default config.
 STUDIES: dict[str, Study] = {
     "label-scan": Study("label_scan", "LabelScanConfig"),
-    "label-efficiency": Study("label_efficiency", "LabelEfficiencyConfig"),
+    "label-efficiency": Study("label_efficiency", "LabelEfficiencyConfig", report_only=True),
     "new-classes": Study("new_classes", "NewClassesConfig"),
     "cwola": Study("cwola", "CwolaConfig"),
     "sim-to-real": Study("sim_to_real", "SimToRealConfig"),
@@ -56,6 +57,7 @@ def run_study(
     tiny: bool = False,
     show_progress: bool = True,
     echo: Callable[[str], None] = print,
+    report_only: bool = False,
 ) -> Path:
     """Run (or complete) study ``name`` into ``out``; returns its ``summary.md``.
 
@@ -63,12 +65,15 @@ def run_study(
     section (seconds-scale samples and training); ``overrides``: ``a.b=value``, applied last.
     """
     study = get_study(name)
+    if report_only and not study.report_only:
+        raise HepmpmError(f"--report-only: study {name!r} has no report-only mode")
     path = Path(config_path) if config_path is not None else default_config(name)
     config_class, run = study.load()
     config = load_study_config(config_class, path, overrides, tiny)
     quiet_lightning()
     started = time.perf_counter()
     echo(f"study {name} ({path}{', tiny' if tiny else ''}) -> {out}")
-    summary = run(config, Path(out), show_progress, echo)
+    extra = {"report_only": True} if report_only else {}
+    summary = run(config, Path(out), show_progress, echo, **extra)
     echo(f"study {name} complete in {time.perf_counter() - started:.0f} s: {summary}")
     return summary
