@@ -212,5 +212,6 @@ def mean_std_curves(
         ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=12 if len(curves) > 3 else None)
+    if curves:  # a report of a study with no completed run yet has none
+        ax.legend(fontsize=12 if len(curves) > 3 else None)
     return _save(fig, path)
