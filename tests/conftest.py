@@ -64,6 +64,15 @@ def make_skim(inputs, out: Path, **request_fields) -> dict:
     return manifest
 
 
+def generated_skim(tmp_path_factory, name: str, classes, jets: int, seed: int) -> Path:
+    """A sample of ``jets`` per class generated and skimmed (part17) in temporary folders."""
+    generated = tmp_path_factory.mktemp(f"{name}_generated")
+    make_sample(generated, classes=classes, jets=jets, seed=seed)
+    out = tmp_path_factory.mktemp(f"{name}_skim")
+    make_skim([generated], out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def skim_dir(sim_sample, tmp_path_factory) -> Path:
     """The ``sim_sample`` skimmed (iterative executor, part17): a folder with manifest.json."""

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import make_sample, make_skim
+from conftest import generated_skim
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from hepmpm.cli import main
@@ -44,11 +44,7 @@ FAST = [
 @pytest.fixture(scope="module")
 def skim(tmp_path_factory):
     """150 jets of each of QCD, Wqq, Tbqq (part17 skim; ~80/10/10 train/val/test)."""
-    generated = tmp_path_factory.mktemp("ft_generated")
-    make_sample(generated, classes=CLASSES, jets=150, seed=11)
-    out = tmp_path_factory.mktemp("ft_skim")
-    make_skim([generated], out)
-    return out
+    return generated_skim(tmp_path_factory, "ft", CLASSES, jets=150, seed=11)
 
 
 @pytest.fixture(scope="module")

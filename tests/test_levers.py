@@ -125,7 +125,7 @@ def test_standardised_regression_targets_have_unit_spread(skim_dir):
     model = _model(standardise_regression=True)
     masked = batch.mask.clone()  # every real particle "masked": the targets of all of them
     raw = model.targets(batch.features, masked, None)["regression"]
-    model.set_target_statistics(batch.features, batch.mask)
+    model.set_target_statistics(model.backbone.embed.normalise(batch.features)[0][batch.mask])
     standardised = model.targets(batch.features, masked, None)["regression"]
     assert torch.allclose(standardised.mean(0), torch.zeros(raw.shape[1]), atol=1e-4)
     varying = raw.std(0) > 1e-3  # constant features keep their floor-clamped scale

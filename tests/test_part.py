@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import make_sample, make_skim
+from conftest import generated_skim
 
 from hepmpm.data.index import JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
@@ -48,11 +48,7 @@ FAST = [
 @pytest.fixture(scope="module")
 def skim(tmp_path_factory):
     """40 jets of each of QCD, Wqq, Tbqq (part17 skim)."""
-    generated = tmp_path_factory.mktemp("part_generated")
-    make_sample(generated, classes=CLASSES, jets=40, seed=13)
-    out = tmp_path_factory.mktemp("part_skim")
-    make_skim([generated], out)
-    return out
+    return generated_skim(tmp_path_factory, "part", CLASSES, jets=40, seed=13)
 
 
 @pytest.fixture(scope="module")

@@ -178,13 +178,11 @@ class MaskedParticleModel(nn.Module):
             self.heads[target] = nn.Linear(head_dim, outputs[target])
 
     @torch.no_grad()
-    def set_target_statistics(self, features: torch.Tensor, mask: torch.Tensor) -> None:
-        """Standardise the regression targets with the mean and std of the normalised
-        continuous features of the real particles of ``features`` [B, P, F] / ``mask`` [B, P]."""
-        continuous, _ = self.backbone.embed.normalise(features)
-        real = continuous[mask]  # [n, F_cont]
-        self.target_mean.copy_(real.mean(0))
-        self.target_std.copy_(real.std(0).clamp_min(1e-3))
+    def set_target_statistics(self, continuous: torch.Tensor) -> None:
+        """Standardise the regression targets with the per-feature mean and std of
+        ``continuous`` [n, F_cont]: normalised continuous features of real particles."""
+        self.target_mean.copy_(continuous.mean(0))
+        self.target_std.copy_(continuous.std(0).clamp_min(1e-3))
 
     def _position_code(self, masked: torch.Tensor, dim: int) -> torch.Tensor:
         """What tells masked slots apart: [B or 1, P or 1, dim] (see ``mask_position``)."""

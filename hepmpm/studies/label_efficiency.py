@@ -22,7 +22,6 @@ probe against its random-init twin).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -233,12 +232,10 @@ def run(
         }  # fmt: skip
         echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
         rows.append(row)
-    if lr_rows:
-        write_table(folder.root / "learning_rates", lr_rows)
     if missing:
         echo(f"not run yet ({len(missing)}): {', '.join(missing)}")
     backbones = {n: p for n, p in backbones.items() if (p / "backbone.json").is_file()}
-    return report(config, folder, rows, backbones)
+    return report(config, folder, rows, backbones, lr_rows)
 
 
 def arm_stage(arm: Arm, default: Stage) -> Stage:
@@ -381,8 +378,9 @@ def report(
     folder: StudyFolder,
     rows: list[dict[str, Any]],
     backbones: dict[str, Path],
+    lr_rows: list[dict[str, Any]],
 ) -> Path:
-    """Tables, plots and the summary page."""
+    """Tables, plots and the summary page (``lr_rows``: each learning-rate candidate's run)."""
     out = folder.root
     summary, figures = label_curves(out, rows, VALUES)
     efficiency = efficiency_rows(summary, config.reference)
@@ -392,9 +390,8 @@ def report(
         if table:
             write_table(out / name, table)
     sections = [Section("Setup", text=[_setup_text(config)])]
-    lr_table = folder.root / "learning_rates.json"
-    if lr_table.is_file():
-        lr_rows = json.loads(lr_table.read_text())
+    if lr_rows:
+        write_table(out / "learning_rates", lr_rows)
         sections.append(
             _table_section("Learning rate of each arm (lowest validation loss)", lr_rows)
         )

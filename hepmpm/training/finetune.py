@@ -436,7 +436,7 @@ def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
     return present
 
 
-def _pretrained(backbone_dir: Path, datamodule: JetDataModule, config: FinetuneConfig) -> Backbone:
+def _pretrained(backbone_dir: Path, datamodule: JetDataModule) -> Backbone:
     with torch.random.fork_rng():  # loading leaves the seeded stream to the tagger's init
         return load_backbone(backbone_dir, datamodule.feature_set)
 
@@ -563,7 +563,7 @@ def run_finetune(
     feature_set = datamodule.feature_set
     pretrained = None
     if config.mode != "scratch":
-        pretrained = _pretrained(resolve_backbone(backbone_dir), datamodule, config)
+        pretrained = _pretrained(resolve_backbone(backbone_dir), datamodule)
         config = _with_architecture(config, pretrained.config)
     elif config.model == "hepmpm" and config.backbone.dim % config.head.heads:
         raise HepmpmError(

@@ -189,10 +189,12 @@ class MPMModule(L.LightningModule):
         if self.global_step > 0 or bool((self.model.target_std != 1).any()):
             return
         dataset = self.trainer.datamodule.val_set  # a fixed, shuffled sample of the corpus
-        batches = [b for _, b in zip(range(8), make_dataloader(dataset), strict=False)]
-        features = torch.cat([_pad(b.features, 128) for b in batches]).to(self.device)
-        mask = torch.cat([_pad(b.mask.float(), 128) for b in batches]).bool().to(self.device)
-        self.model.set_target_statistics(features, mask)
+        normalise = self.model.backbone.embed.normalise
+        real = [
+            normalise(batch.features.to(self.device))[0][batch.mask.to(self.device)]
+            for _, batch in zip(range(8), make_dataloader(dataset), strict=False)
+        ]  # [n_particles, F_cont] per batch
+        self.model.set_target_statistics(torch.cat(real))
 
     def on_validation_epoch_start(self) -> None:
         self._val = {}
@@ -258,12 +260,6 @@ class MPMModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-
-def _pad(tensor: torch.Tensor, slots: int) -> torch.Tensor:
-    """``tensor`` [B, P, ...] zero-padded to ``slots`` particles (batches differ in P)."""
-    pad = [0, 0] * (tensor.ndim - 2) + [0, slots - tensor.shape[1]]
-    return torch.nn.functional.pad(tensor, pad)
 
 
 def _load_tokenizer_for(
