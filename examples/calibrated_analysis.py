@@ -43,7 +43,7 @@ from coffea.nanoevents import NanoAODSchema
 from hepmpm.export import OnnxTagger
 
 import hepmpm
-from hepmpm.studies.metrics import versus_background_score
+from hepmpm.evaluation.metrics import versus_background_score
 
 VARIATIONS = ("nominal", "up", "down")
 

@@ -26,10 +26,9 @@ from hepmpm.generate.preset import load_preset
 from hepmpm.generate.sample import SampleRequest, generate_sample
 from hepmpm.models.store import load_tagger
 from hepmpm.skim import SkimRequest, run_skim
-from hepmpm.tokenizers.config import load_tokenizer_config
-from hepmpm.tokenizers.train import run_tokenizer
 from hepmpm.training.finetune import evaluate_tagger, run_finetune
 from hepmpm.training.pretrain import run_pretrain
+from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
 
 CLASSES = ["QCD", "Wqq", "Tbqq"]
 

@@ -268,17 +268,23 @@ def _add_tokenizer(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, required=True, help="skim folder (manifest.json)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
     _add_overrides(parser, "config", "trainer.max_steps=1000")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted run (same config and skim) from its last checkpoint",
+    )  # fmt: skip
     _add_progress(parser)
     parser.set_defaults(run=_run_tokenizer)
 
 
 def _run_tokenizer(args: argparse.Namespace) -> int:
-    from hepmpm.tokenizers.config import load_tokenizer_config
+    from hepmpm.training.tokenizer import load_tokenizer_config
 
     config = load_tokenizer_config(args.config, args.overrides)  # config errors before Lightning
-    from hepmpm.tokenizers.train import run_tokenizer, summary_lines
+    from hepmpm.training.tokenizer import run_tokenizer, summary_lines
 
-    run = run_tokenizer(config, args.data, args.out, show_progress=not args.no_progress)
+    run = run_tokenizer(
+        config, args.data, args.out, show_progress=not args.no_progress, resume=args.resume
+    )
     if run.written:
         print("\n".join(summary_lines(run)))
     return 0
@@ -541,8 +547,8 @@ def _run_pretrained(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
+    from hepmpm.evaluation.metrics import summary_line
     from hepmpm.jetclass import parse_classes
-    from hepmpm.studies.metrics import summary_line
     from hepmpm.training.finetune import run_finetune
 
     metrics = run_finetune(
@@ -682,5 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hepmpm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hepmpm {args.command}: interrupted; re-run to resume", file=sys.stderr)
+        # Training commands continue only when asked (--resume); the others keep complete work.
+        how = "re-run with --resume" if hasattr(args, "resume") else "re-run"
+        print(f"hepmpm {args.command}: interrupted; {how} to continue", file=sys.stderr)
         return 130

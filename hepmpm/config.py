@@ -150,8 +150,37 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
+#: Spellings of earlier versions (dotted key -> the key that replaced it), refused with the
+#: new name in every config: one vocabulary, no silent aliases.
+RENAMED_KEYS = {
+    "optimiser": "optimizer",
+    "optimizer.final_lr_fraction": "optimizer.min_lr_ratio",
+    "trainer.val_every": "trainer.val_every_steps",
+    "trainer.batch_size": "data.batch_size",
+}
+
+
+def _renamed_key(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The first (old, new) key pair of :data:`RENAMED_KEYS` that ``data`` still spells the
+    old way (``optimiser.final_lr_fraction`` counts under both renames)."""
+    for old, new in RENAMED_KEYS.items():
+        for spelled in (old, old.replace("optimizer.", "optimiser.")):
+            node: Any = data
+            for part in spelled.split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if node is not _MISSING:
+                return spelled, new
+    return None
+
+
+_MISSING = object()
+
+
 def parse_config(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
     """Validate ``data`` against ``model``; errors name each bad key and the ``source``."""
+    renamed = _renamed_key(data)
+    if renamed is not None:
+        raise ConfigError(f"{source}: key '{renamed[0]}' was renamed: use '{renamed[1]}' instead")
     try:
         return model.model_validate(data)
     except ValidationError as err:

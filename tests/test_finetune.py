@@ -18,9 +18,9 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from hepmpm.cli import main
 from hepmpm.errors import HepmpmError
+from hepmpm.evaluation.metrics import background_rejection, classification_metrics
 from hepmpm.features import feature_set_record, get_feature_set
 from hepmpm.models.store import load_backbone, load_tagger
-from hepmpm.studies.metrics import background_rejection, classification_metrics
 from hepmpm.training.finetune import (
     FinetuneModule,
     evaluate_tagger,

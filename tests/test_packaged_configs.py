@@ -13,9 +13,10 @@ from hepmpm.generate.preset import load_preset
 from hepmpm.quickstart import load_profile
 from hepmpm.studies.common import load_study_config
 from hepmpm.studies.runner import STUDIES
-from hepmpm.tokenizers.config import load_tokenizer_config
 from hepmpm.training.finetune import load_finetune_config
 from hepmpm.training.pretrain import PretrainConfig
+from hepmpm.training.stages import check_stage
+from hepmpm.training.tokenizer import load_tokenizer_config
 
 ROOT = packaged_config_path()
 STUDY_CLASSES = {study.module: study for study in STUDIES.values()}
@@ -67,5 +68,22 @@ def test_a_mistyped_stage_override_fails_before_anything_runs():
     path = ROOT / "studies" / "label_scan.yaml"
     with pytest.raises(ConfigError, match=r"finetune: .*unknown key 'trainer\.max_stesp'"):
         load_study_config(config_class, path, ["finetune.overrides=[trainer.max_stesp=3]"])
-    with pytest.raises(ConfigError, match=r"pretrain: .*unknown key 'optimiser'"):
+    with pytest.raises(ConfigError, match=r"pretrain: .*'optimiser' was renamed: use 'optimizer'"):
         load_profile("tiny", ["pretrain.overrides=[optimiser.lr=1.0]"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "old", "new"),
+    [
+        ("tokenizer", "tiny", "optimiser=1.0", "optimizer"),
+        ("tokenizer", "tiny", "optimizer.final_lr_fraction=0.1", "optimizer.min_lr_ratio"),
+        ("tokenizer", "tiny", "trainer.val_every=10", "trainer.val_every_steps"),
+        ("tokenizer", "tiny", "trainer.batch_size=16", "data.batch_size"),
+        ("pretrain", "tiny", "trainer.val_every=10", "trainer.val_every_steps"),
+        ("finetune", "tiny", "trainer.batch_size=16", "data.batch_size"),
+    ],
+)
+def test_old_spellings_name_the_new_key(kind, config, old, new):
+    """One vocabulary: a key of an earlier version is refused with the key that replaced it."""
+    with pytest.raises(ConfigError, match=rf"'{old.split('=')[0]}' was renamed: use '{new}'"):
+        check_stage(kind, config, [old], "here")

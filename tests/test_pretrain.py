@@ -23,9 +23,8 @@ from hepmpm.cli import main
 from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.features import PART17
 from hepmpm.models.store import load_backbone
-from hepmpm.tokenizers.config import load_tokenizer_config
-from hepmpm.tokenizers.train import run_tokenizer
 from hepmpm.training.pretrain import run_pretrain
+from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
 
 KMEANS = "mpm.targets={kmeans: 1.0}"
 

@@ -29,10 +29,14 @@ from hepmpm.tokenizers import (
     TokenCounts,
     VQVAETokenizer,
     load_tokenizer,
-    load_tokenizer_config,
     save_tokenizer,
 )
-from hepmpm.tokenizers.train import VQVAELightning, run_tokenizer, staging_path
+from hepmpm.training.tokenizer import (
+    VQVAEModule,
+    load_tokenizer_config,
+    run_tokenizer,
+    staging_path,
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,7 @@ def test_vqvae_learns_and_uses_its_codebook(tiny_vqvae):
     assert f"-> {final['reconstruction']:.4f}" in printed and "usage" in printed
     assert "perplexity" in printed and str(out) in printed
     # Lightning's CSV log and checkpoints; nothing staged is left behind.
-    header = (out / "logs" / "metrics.csv").read_text().splitlines()[0]
+    header = (out / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "val/usage" in header and "val/perplexity" in header and "train/loss" in header
     assert {p.name for p in (out / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
     assert not staging_path(out).exists() and not (out / "run.json").exists()
@@ -165,23 +169,28 @@ def test_loading_refuses_other_feature_sets_and_non_tokenizers(tiny_vqvae, tmp_p
 
 def test_interrupted_run_resumes(skim_dir, tmp_path, monkeypatch):
     config = load_tokenizer_config(
-        "tiny", ["trainer.max_steps=80", "trainer.val_every=40", "data.limit_val_jets=16"]
+        "tiny", ["trainer.max_steps=80", "trainer.val_every_steps=40", "data.limit_val_jets=16"]
     )
     out = tmp_path / "tok"
-    step = VQVAELightning.training_step
+    step = VQVAEModule.training_step
 
     def crash_at_step_50(self, batch, batch_idx):
         if self.global_step == 50:
             raise RuntimeError("node lost")
         return step(self, batch, batch_idx)
 
-    monkeypatch.setattr(VQVAELightning, "training_step", crash_at_step_50)
+    monkeypatch.setattr(VQVAEModule, "training_step", crash_at_step_50)
     with pytest.raises(RuntimeError, match="node lost"):
         run_tokenizer(config, skim_dir, out, show_progress=False)
     assert not out.exists()
     assert (staging_path(out) / "checkpoints" / "last.ckpt").is_file()
-    monkeypatch.setattr(VQVAELightning, "training_step", step)
-    run = run_tokenizer(config, skim_dir, out, show_progress=False)
+    monkeypatch.setattr(VQVAEModule, "training_step", step)
+    with pytest.raises(HepmpmError, match="interrupted tokenizer run; add --resume"):
+        run_tokenizer(config, skim_dir, out, show_progress=False)
+    other = config.model_copy(update={"trainer": config.trainer.model_copy(update={"seed": 5})})
+    with pytest.raises(HepmpmError, match="started with another config or skim"):
+        run_tokenizer(other, skim_dir, out, show_progress=False, resume=True)
+    run = run_tokenizer(config, skim_dir, out, show_progress=False, resume=True)
     assert run.resumed and run.metrics["steps"] == 80
     assert load_tokenizer(out).n_tokens == 64 and not staging_path(out).exists()
 

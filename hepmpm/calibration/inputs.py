@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.metrics import versus_background_score
+from hepmpm.evaluation.metrics import versus_background_score
 
 SUMMARY_NAME, SCORES_SUBDIR = "summary.json", "scores"
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from hepmpm.calibration.efficiency import BinnedEfficiency
 from hepmpm.calibration.scale_factors import ScaleFactors
-from hepmpm.studies.plots import _figure, _save
+from hepmpm.evaluation.plots import new_figure, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,7 +46,7 @@ def efficiency_plot(
     path: Path,
 ) -> Path:
     """``efficiencies[panel][sample]`` (panel: signal, mistag; sample: sim, data) vs pT."""
-    fig, axes = _figure(2, 1, size=5.0)
+    fig, axes = new_figure(2, 1, size=5.0)
     for ax, panel in zip(axes.flat, PANELS, strict=True):
         for sample, marker in (("sim", "o"), ("data", "s")):
             e = efficiencies[panel][sample]
@@ -61,13 +61,13 @@ def efficiency_plot(
             ax.set_yscale("log")
         ax.set_title(title, fontsize=12, pad=22)
         ax.legend(fontsize=9)
-    return _save(fig, path, text="Simulation / pseudo-data")
+    return save_figure(fig, path, text="Simulation / pseudo-data")
 
 
 def scale_factor_plot(factors: Mapping[str, ScaleFactors], title: str, path: Path) -> Path:
     """``factors[panel]`` (signal, mistag) vs pT, nominal with up/down as the error bar; bins
     flagged (empty, no passing simulated jet) are drawn hollow at 1."""
-    fig, axes = _figure(2, 1, size=5.0)
+    fig, axes = new_figure(2, 1, size=5.0)
     for ax, panel in zip(axes.flat, PANELS, strict=True):
         sf = factors[panel]
         flagged_label = "flagged bin (SF 1 ± 1)"
@@ -86,4 +86,4 @@ def scale_factor_plot(factors: Mapping[str, ScaleFactors], title: str, path: Pat
         ax.set_ylabel(f"SF ({'signal efficiency' if panel == 'signal' else 'mistag'})")
         ax.set_title(title, fontsize=12, pad=22)
         ax.legend(fontsize=9)
-    return _save(fig, path, text="Simulation / pseudo-data")
+    return save_figure(fig, path, text="Simulation / pseudo-data")

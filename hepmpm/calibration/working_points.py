@@ -1,7 +1,7 @@
 """Working points: score thresholds at a requested QCD mistag rate or signal efficiency.
 
 The score is the one-vs-background discriminant of the metrics,
-``d = p_s / (p_s + p_B)`` (:func:`hepmpm.studies.metrics.versus_background_score`); a jet
+``d = p_s / (p_s + p_B)`` (:func:`hepmpm.evaluation.metrics.versus_background_score`); a jet
 **passes** a working point when ``d >= threshold``. Thresholds are fixed on simulation:
 
 - ``mistag=X``: the loosest threshold whose background (QCD) pass fraction is at most ``X``;

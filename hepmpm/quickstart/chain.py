@@ -161,12 +161,13 @@ def _skim(config: QuickstartConfig, layout: Layout, domain: str, progress: bool)
 
 
 def _tokenizer(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
-    from hepmpm.tokenizers.config import load_tokenizer_config
-    from hepmpm.tokenizers.train import run_tokenizer
+    from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
 
     step = config.tokenizer
     tokenizer_config = load_tokenizer_config(step.config, step.overrides)
-    run = run_tokenizer(tokenizer_config, layout.skim("data"), layout.tokenizer, progress)
+    run = run_tokenizer(
+        tokenizer_config, layout.skim("data"), layout.tokenizer, progress, resume=True
+    )
     final = run.metrics["final"]
     return f"codebook usage {final['usage']:.2f}, perplexity {final['perplexity']:.0f}"
 

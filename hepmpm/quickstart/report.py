@@ -19,10 +19,10 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.data.manifest import load_manifest
 from hepmpm.data.shards import read_skim_particles
 from hepmpm.data.split import DEFAULT_FRACTIONS, assign_splits, jet_hash, split_code
+from hepmpm.evaluation import plots
+from hepmpm.evaluation.metrics import classification_metrics
+from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.models.store import read_tagger_record
-from hepmpm.studies import plots
-from hepmpm.studies.metrics import classification_metrics
-from hepmpm.studies.pages import Section, write_page
 
 if TYPE_CHECKING:
     from hepmpm.quickstart.chain import Layout

@@ -33,8 +33,8 @@ from hepmpm.config import (
     parse_config,
 )
 from hepmpm.errors import HepmpmError
+from hepmpm.evaluation.pages import Section
 from hepmpm.jetclass import CLASS_NAMES
-from hepmpm.studies.pages import Section
 from hepmpm.training.stages import check_stage
 
 StudyT = TypeVar("StudyT", bound="StudyConfig")
@@ -211,15 +211,15 @@ class StudyFolder:
         return out
 
     def _tokenizer(self, name: str, skim: Path, progress: bool) -> Path:
-        from hepmpm.tokenizers.config import load_tokenizer_config
-        from hepmpm.tokenizers.train import run_tokenizer
+        from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
 
         out = self.work / "tokenizer" / name
         if not (out / "tokenizer.json").is_file():
             shutil.rmtree(out, ignore_errors=True)
             stage = self.config.tokenizer
             assert stage is not None
-            run_tokenizer(load_tokenizer_config(stage.config, stage.overrides), skim, out, progress)
+            config = load_tokenizer_config(stage.config, stage.overrides)
+            run_tokenizer(config, skim, out, progress, resume=True)
         return out
 
     def finetune(
@@ -272,7 +272,7 @@ def sample_paths(files: dict[str, list[Path]], classes: Iterable[str] | None = N
 
 def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:
     """Mean over the signal classes of the QCD rejection ``key`` of a
-    :func:`~hepmpm.studies.metrics.classification_metrics` result. An unbounded rejection (no
+    :func:`~hepmpm.evaluation.metrics.classification_metrics` result. An unbounded rejection (no
     QCD jet passes) counts as the number of QCD test jets, the bound the sample can show."""
     per_class = test["per_class"]
     n_qcd = per_class.get("QCD", {}).get("n_jets", 0)
@@ -344,7 +344,7 @@ def label_curves(
 ) -> tuple[list[dict[str, Any]], list[Path]]:
     """A study of arms × labelled jets: ``results`` and ``aggregated`` tables (mean ± std of
     ``values`` over seeds) and the accuracy and mean-rejection curves against the labels."""
-    from hepmpm.studies.plots import mean_std_curves
+    from hepmpm.evaluation.plots import mean_std_curves
 
     write_table(out / "results", rows)
     summary = aggregate(rows, ("arm", "labels"), values)

@@ -33,6 +33,8 @@ from hepmpm.data.manifest import MANIFEST_NAME, load_manifest
 from hepmpm.data.shards import JET_COLUMNS, JetRows, particle_features, write_shard
 from hepmpm.data.split import SPLITS
 from hepmpm.errors import HepmpmError
+from hepmpm.evaluation.pages import Section, write_page
+from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.studies.common import (
     SampleConfig,
@@ -45,8 +47,6 @@ from hepmpm.studies.common import (
     sample_paths,
     write_table,
 )
-from hepmpm.studies.pages import Section, write_page
-from hepmpm.studies.plots import mean_std_curves
 
 
 class CwolaConfig(StudyConfig):

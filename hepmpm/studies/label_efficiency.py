@@ -31,6 +31,8 @@ import numpy as np
 from pydantic import Field
 
 from hepmpm.config import StrictModel
+from hepmpm.evaluation.pages import Section, write_page
+from hepmpm.evaluation.plots import probe_curves, read_lightning_metrics
 from hepmpm.studies.common import (
     SampleConfig,
     Stage,
@@ -44,8 +46,6 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
-from hepmpm.studies.pages import Section, write_page
-from hepmpm.studies.plots import probe_curves, read_lightning_metrics
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 MAIN = "pretrain"  #: the name of the main pre-training (variants: their own names)

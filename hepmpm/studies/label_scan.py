@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.studies.common import (
     SampleConfig,
     StudyConfig,
@@ -25,7 +26,6 @@ from hepmpm.studies.common import (
     sample_paths,
     tagger_row,
 )
-from hepmpm.studies.pages import Section, write_page
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import Field
 
+from hepmpm.evaluation.pages import Section, write_page
+from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.studies.common import (
     SampleConfig,
     StudyConfig,
@@ -24,8 +26,6 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
-from hepmpm.studies.pages import Section, write_page
-from hepmpm.studies.plots import mean_std_curves
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 

@@ -24,8 +24,8 @@ import yaml
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
+from hepmpm.evaluation.plots import read_lightning_metrics
 from hepmpm.pretrained import CARD, ROOT, sha256
-from hepmpm.studies.plots import read_lightning_metrics
 
 FILES = ("backbone.pt", "backbone.json", "mpm.pt")
 

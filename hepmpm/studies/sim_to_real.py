@@ -19,6 +19,8 @@ from pydantic import Field
 
 from hepmpm.data.manifest import load_manifest
 from hepmpm.data.shards import read_skim_particles
+from hepmpm.evaluation.pages import Section, write_page
+from hepmpm.evaluation.plots import feature_comparison, mean_std_curves, roc_curves
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.studies.common import (
     SampleConfig,
@@ -32,8 +34,6 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
-from hepmpm.studies.pages import Section, write_page
-from hepmpm.studies.plots import feature_comparison, mean_std_curves, roc_curves
 
 DOMAINS = ("sim", "data")
 VALUES = (

@@ -7,16 +7,11 @@
 
 Both are :class:`Tokenizer` s: ``tokenize(features [B, P, F] raw, mask [B, P]) -> long [B, P]``,
 -1 at padding. :func:`save_tokenizer` / :func:`load_tokenizer` store them
-(:mod:`hepmpm.tokenizers.store`); :func:`hepmpm.tokenizers.train.run_tokenizer` fits one on a
-skim folder (``hepmpm tokenizer``).
+(:mod:`hepmpm.tokenizers.store`); :func:`hepmpm.training.tokenizer.run_tokenizer` fits one on a
+skim folder (``hepmpm tokenizer``), with the training stack pre-training and fine-tuning use.
 """
 
 from hepmpm.tokenizers.base import PAD_TOKEN, TokenCounts, Tokenizer
-from hepmpm.tokenizers.config import (
-    KMeansTrainingConfig,
-    VQVAETrainingConfig,
-    load_tokenizer_config,
-)
 from hepmpm.tokenizers.kmeans import KMeansConfig, KMeansFitConfig, KMeansTokenizer
 from hepmpm.tokenizers.store import TOKENIZER_KINDS, load_tokenizer, save_tokenizer
 from hepmpm.tokenizers.vqvae import QuantizerConfig, VQVAEConfig, VQVAETokenizer
@@ -27,14 +22,11 @@ __all__ = [
     "KMeansConfig",
     "KMeansFitConfig",
     "KMeansTokenizer",
-    "KMeansTrainingConfig",
     "QuantizerConfig",
     "TokenCounts",
     "Tokenizer",
     "VQVAEConfig",
     "VQVAETokenizer",
-    "VQVAETrainingConfig",
     "load_tokenizer",
-    "load_tokenizer_config",
     "save_tokenizer",
 ]

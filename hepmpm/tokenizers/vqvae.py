@@ -25,6 +25,7 @@ as there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ from vector_quantize_pytorch import VectorQuantize
 from hepmpm.config import StrictModel
 from hepmpm.features import FeatureSet
 from hepmpm.models.backbone import Backbone, BackboneConfig, TransformerEncoder
-from hepmpm.tokenizers.base import Tokenizer, scatter_tokens
+from hepmpm.tokenizers.base import TokenCounts, Tokenizer, scatter_tokens
 
 
 class QuantizerConfig(StrictModel):
@@ -246,3 +247,55 @@ class VQVAETokenizer(Tokenizer):
         finally:
             self.train(was_training)
         return scatter_tokens(codes, mask)
+
+
+#: The losses of :meth:`VQVAETokenizer.losses`, in the order :class:`VQVAEMeter` sums them.
+LOSS_NAMES = ("loss", "reconstruction", "id", "commitment")
+
+
+class VQVAEMeter:
+    """Particle-weighted mean losses and code counts over many batches."""
+
+    def __init__(self, n_tokens: int, device: torch.device | str = "cpu") -> None:
+        # sum of each loss × particles, then the number of particles
+        self.sums = torch.zeros(len(LOSS_NAMES) + 1, dtype=torch.float64, device=device)
+        self.counts = TokenCounts(n_tokens, device)
+
+    def update(self, losses: dict[str, torch.Tensor], codes: torch.Tensor) -> None:
+        n = len(codes)
+        values = torch.stack([losses[name].detach().double() for name in LOSS_NAMES])
+        self.sums[:-1] += values.to(self.sums.device) * n
+        self.sums[-1] += n
+        self.counts.update(codes)
+
+    def compute(self, reduce: Any = None) -> dict[str, float]:
+        """Mean losses, ``usage``, ``perplexity``, ``used``, ``particles``; ``reduce`` sums a
+        tensor over processes (multi-GPU)."""
+        sums, counts = self.sums, self.counts
+        if reduce is not None:
+            sums = reduce(sums.clone())
+            counts = TokenCounts(self.counts.n_tokens, sums.device)
+            counts.counts = reduce(self.counts.counts.clone())
+        n = float(sums[-1])
+        metrics: dict[str, float] = {
+            name: float(sums[i]) / max(n, 1.0) for i, name in enumerate(LOSS_NAMES)
+        }
+        return {**metrics, **counts.metrics(), "particles": int(n)}
+
+
+@torch.no_grad()
+def evaluate_vqvae(
+    tokenizer: VQVAETokenizer, batches: Any, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Validation metrics of ``tokenizer`` over ``batches`` of :class:`JetBatch` (eval mode)."""
+    was_training = tokenizer.training
+    tokenizer.eval()
+    meter = VQVAEMeter(tokenizer.n_tokens, device)
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            out = tokenizer(batch.features, batch.mask)
+            meter.update(tokenizer.losses(out, batch.mask), out.codes)
+    finally:
+        tokenizer.train(was_training)
+    return meter.compute()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -9,8 +10,9 @@ from pydantic import Field
 
 from hepmpm.config import StrictModel
 from hepmpm.data.index import JetIndex
-from hepmpm.data.loader import JetDataset, make_dataloader
+from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
 from hepmpm.data.manifest import load_manifest
+from hepmpm.errors import HepmpmError
 
 
 class DataConfig(StrictModel):
@@ -29,8 +31,53 @@ class DataConfig(StrictModel):
     )
 
 
+class ResumableBatches:
+    """Training batches of a shuffled :class:`JetDataset`, epoch after epoch, that resume
+    mid-epoch.
+
+    ``steps_done()`` says how many batches were trained so far (the trainer's global step).
+    Each ``iter`` starts where that count points: epoch ``steps // len(self)`` (its shuffle
+    order), skipping the batches of that epoch already trained. Lightning saves
+    :meth:`state_dict` in its checkpoints (the loader is "stateful" for it), so it does not warn
+    about resuming mid-epoch. Skipped batches are read, then dropped: resuming costs reading up
+    to one epoch.
+    """
+
+    def __init__(
+        self, dataset: JetDataset, num_workers: int, steps_done: Callable[[], int]
+    ) -> None:
+        if not dataset.drop_last:
+            raise ValueError("ResumableBatches needs drop_last=True: equal epochs on every rank")
+        self.dataset = dataset
+        self.loader = make_dataloader(dataset, num_workers=num_workers)
+        self.steps_done = steps_done
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[JetBatch]:
+        epoch, skip = divmod(self.steps_done(), len(self))
+        self.dataset.set_epoch(epoch)
+        batches = iter(self.loader)
+        for _ in range(skip):
+            next(batches)
+        return batches
+
+    def state_dict(self) -> dict[str, int]:
+        return {"steps_done": int(self.steps_done()), "batches_per_epoch": len(self)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("batches_per_epoch") != len(self):
+            raise HepmpmError(
+                f"cannot resume exactly: the checkpoint's epochs had "
+                f"{state.get('batches_per_epoch')} batches, this run's have {len(self)} "
+                "(other data, batch size or number of devices)"
+            )
+
+
 class JetDataModule(L.LightningDataModule):
-    """Shuffled training batches (a new order every epoch) and fixed validation batches."""
+    """Shuffled training batches (a new order every epoch) that resume mid-epoch
+    (:class:`ResumableBatches`), and fixed validation batches."""
 
     def __init__(
         self, skim: Path, config: DataConfig, seed: int = 0, labels: list[int] | None = None
@@ -70,8 +117,10 @@ class JetDataModule(L.LightningDataModule):
     def set_epoch(self, epoch: int) -> None:
         self.train_set.set_epoch(epoch)
 
-    def train_dataloader(self):  # noqa: ANN201 - a torch DataLoader
-        return make_dataloader(self.train_set, num_workers=self.config.num_workers)
+    def train_dataloader(self) -> ResumableBatches:
+        return ResumableBatches(
+            self.train_set, self.config.num_workers, lambda: self.trainer.global_step
+        )
 
     def val_dataloader(self):  # noqa: ANN201
         return make_dataloader(self.val_set, num_workers=self.config.num_workers)

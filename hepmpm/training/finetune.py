@@ -32,7 +32,7 @@ validations without a better ``val/loss``, so no arm trains far past its best po
 Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV),
 ``run.json``, ``config.yaml`` (the resolved config), and at the end ``tagger.pt`` +
 ``tagger.json`` and ``metrics.json`` (test-split metrics of the evaluated weights,
-:func:`hepmpm.studies.metrics.classification_metrics`; an unbounded rejection is ``Infinity``;
+:func:`hepmpm.evaluation.metrics.classification_metrics`; an unbounded rejection is ``Infinity``;
 ``best_step`` says which step they come from).
 """
 
@@ -62,6 +62,7 @@ from hepmpm.config import (
 from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
 from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.evaluation.metrics import classification_metrics
 from hepmpm.features import feature_set_record, get_feature_set
 from hepmpm.jetclass import CLASS_INDEX, CLASS_NAMES, parse_classes
 from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
@@ -75,10 +76,8 @@ from hepmpm.models.store import (
     save_tagger,
 )
 from hepmpm.pretrained import resolve_backbone
-from hepmpm.studies.metrics import classification_metrics
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
-from hepmpm.training.pretrain import PretrainDataModule
 from hepmpm.training.runs import (
     TrainerConfig,
     config_differences,
@@ -318,7 +317,7 @@ def _decay_groups(
     return [g for g in groups if g["params"]]
 
 
-class FinetuneDataModule(PretrainDataModule):
+class FinetuneDataModule(JetDataModule):
     """The jets of the chosen classes; ``n_labelled`` class-balanced ones for training (batches
     that resume mid-epoch, as in pre-training).
 
@@ -409,7 +408,7 @@ def evaluate_tagger(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Metrics (:func:`~hepmpm.studies.metrics.classification_metrics`) of ``tagger`` on the
+    """Metrics (:func:`~hepmpm.evaluation.metrics.classification_metrics`) of ``tagger`` on the
     jets of ``split`` (``None``: all) and ``domains`` of a skim folder (or its index) whose
     label is one of ``labels``: the JetClass label of each tagger output, as in ``tagger.json``.
     """

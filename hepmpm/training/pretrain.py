@@ -7,7 +7,8 @@ and TensorBoard when installed), ``config.yaml`` (the resolved config), and at t
 load with ``torch.load(weights_only=True)``, the feature set, backbone config, metrics) for
 fine-tuning.
 
-Resume is exact: the training batches come from :class:`ResumableBatches`, whose position is
+Resume is exact: the training batches come from
+:class:`~hepmpm.training.datamodule.ResumableBatches`, whose position is
 the number of optimizer steps taken (epoch = steps // batches per epoch, then the batches of
 that epoch already trained are skipped), and the masked particles of step ``s`` are drawn from
 a generator seeded with ``(seed, s, rank)``. A run stopped at step ``k`` and resumed therefore
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from pydantic import Field
 
 from hepmpm import __version__
 from hepmpm.config import StrictModel, load_config, resolve_config_path
-from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
+from hepmpm.data.loader import make_dataloader
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, get_feature_set
 from hepmpm.models.backbone import BackboneConfig, count_parameters
@@ -72,59 +72,6 @@ class PretrainConfig(StrictModel):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
-
-
-class ResumableBatches:
-    """Training batches of a shuffled :class:`JetDataset`, epoch after epoch, that resume
-    mid-epoch.
-
-    ``steps_done()`` says how many batches were trained so far (the trainer's global step).
-    Each ``iter`` starts where that count points: epoch ``steps // len(self)`` (its shuffle
-    order), skipping the batches of that epoch already trained. Lightning saves
-    :meth:`state_dict` in its checkpoints (the loader is "stateful" for it), so it does not warn
-    about resuming mid-epoch. Skipped batches are read, then dropped: resuming costs reading up
-    to one epoch.
-    """
-
-    def __init__(
-        self, dataset: JetDataset, num_workers: int, steps_done: Callable[[], int]
-    ) -> None:
-        if not dataset.drop_last:
-            raise ValueError("ResumableBatches needs drop_last=True: equal epochs on every rank")
-        self.dataset = dataset
-        self.loader = make_dataloader(dataset, num_workers=num_workers)
-        self.steps_done = steps_done
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[JetBatch]:
-        epoch, skip = divmod(self.steps_done(), len(self))
-        self.dataset.set_epoch(epoch)
-        batches = iter(self.loader)
-        for _ in range(skip):
-            next(batches)
-        return batches
-
-    def state_dict(self) -> dict[str, int]:
-        return {"steps_done": int(self.steps_done()), "batches_per_epoch": len(self)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state.get("batches_per_epoch") != len(self):
-            raise HepmpmError(
-                f"cannot resume exactly: the checkpoint's epochs had "
-                f"{state.get('batches_per_epoch')} batches, this run's have {len(self)} "
-                "(other data, batch size or number of devices)"
-            )
-
-
-class PretrainDataModule(JetDataModule):
-    """A :class:`JetDataModule` whose training batches resume mid-epoch."""
-
-    def train_dataloader(self) -> ResumableBatches:
-        return ResumableBatches(
-            self.train_set, self.config.num_workers, lambda: self.trainer.global_step
-        )
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -371,7 +318,7 @@ def run_pretrain(
     On ``resume`` the checkpoint's weights are used, and ``init`` must be the one recorded."""
     config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    datamodule = PretrainDataModule(data, config.data, seed=config.trainer.seed)
+    datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
     feature_set = datamodule.feature_set
     tokenizer = _load_tokenizer_for(config, tokenizer_dir, feature_set)
     n_tokens = tokenizer.n_tokens if tokenizer is not None else None

@@ -50,7 +50,7 @@ def last_checkpoint(out: Path) -> Path:
 def make_trainer(
     config: TrainerConfig,
     out: Path,
-    grad_clip: float,
+    grad_clip: float | None,
     show_progress: bool,
     log_every_steps: int | None = None,
     callbacks: list[L.Callback] | None = None,

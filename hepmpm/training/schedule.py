@@ -19,7 +19,7 @@ class OptimizerConfig(StrictModel):
     warmup_steps: int = Field(100, ge=0)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
-    grad_clip: float = Field(1.0, gt=0)
+    grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient norm (null: off)")
 
 
 def lr_factor(step: int, total_steps: int, config: OptimizerConfig) -> float:

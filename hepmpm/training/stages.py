@@ -18,7 +18,7 @@ def check_stage(kind: StageKind, config: str, overrides: list[str], where: str) 
     naming ``where`` (e.g. ``arms[2].finetune``) when it does not."""
     try:
         if kind == "tokenizer":
-            from hepmpm.tokenizers.config import load_tokenizer_config
+            from hepmpm.training.tokenizer import load_tokenizer_config
 
             load_tokenizer_config(config, overrides)
         elif kind == "pretrain":

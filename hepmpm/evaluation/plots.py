@@ -23,12 +23,12 @@ from matplotlib.ticker import NullFormatter
 from sklearn.metrics import roc_curve
 
 from hepmpm.atomic import atomic_path
-from hepmpm.studies.metrics import versus_background_score
+from hepmpm.evaluation.metrics import versus_background_score
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def _figure(ncols: int = 1, nrows: int = 1, size: float = 5.0) -> tuple[plt.Figure, np.ndarray]:
+def new_figure(ncols: int = 1, nrows: int = 1, size: float = 5.0) -> tuple[plt.Figure, np.ndarray]:
     plt.style.use(mplhep.style.CMS)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False, layout="constrained"
@@ -36,7 +36,7 @@ def _figure(ncols: int = 1, nrows: int = 1, size: float = 5.0) -> tuple[plt.Figu
     return fig, axes
 
 
-def _save(fig: plt.Figure, path: Path, text: str = "Simulation") -> Path:
+def save_figure(fig: plt.Figure, path: Path, text: str = "Simulation") -> Path:
     # CMS-like style, but labelled as hepmpm's own: these are not CMS results.
     mplhep.label.exp_label(exp="hepmpm", llabel=text, rlabel="", ax=fig.axes[0], fontsize=14)
     path = Path(path)
@@ -58,7 +58,7 @@ def feature_comparison(
     """
     n = len(feature_names)
     ncols = min(4, n)
-    fig, axes = _figure(ncols, math.ceil(n / ncols), size=3.6)
+    fig, axes = new_figure(ncols, math.ceil(n / ncols), size=3.6)
     for i, name in enumerate(feature_names):
         ax = axes.flat[i]
         values = np.concatenate([s[:, i] for s in samples.values()])
@@ -75,7 +75,7 @@ def feature_comparison(
         ax.legend(fontsize=9)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def read_lightning_metrics(csv_paths: Sequence[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -98,7 +98,7 @@ def read_lightning_metrics(csv_paths: Sequence[Path]) -> dict[str, tuple[np.ndar
 def training_curves(runs: Mapping[str, Sequence[Path]], path: Path, keys: Sequence[str]) -> Path:
     """Loss curves of several Lightning runs (name → its ``metrics.csv`` files): one panel per
     run, ``keys`` (e.g. ``train/loss``, ``val/loss``) against the optimiser step."""
-    fig, axes = _figure(len(runs), 1, size=4.5)
+    fig, axes = new_figure(len(runs), 1, size=4.5)
     for ax, (name, csv_paths) in zip(axes.flat, runs.items(), strict=True):
         metrics = read_lightning_metrics(csv_paths)
         for key in keys:
@@ -109,13 +109,13 @@ def training_curves(runs: Mapping[str, Sequence[Path]], path: Path, keys: Sequen
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.legend(fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def probe_curves(runs: Mapping[str, Sequence[Path]], path: Path) -> Path:
     """Online-probe accuracy (``probe/acc``) of pre-training runs (name → ``metrics.csv``
     files) against the step, each beside its random-init twin (``probe/acc_random``, dashed)."""
-    fig, axes = _figure(1, 1, size=6.0)
+    fig, axes = new_figure(1, 1, size=6.0)
     ax = axes[0, 0]
     for (name, csv_paths), color in zip(
         runs.items(), plt.rcParams["axes.prop_cycle"], strict=False
@@ -130,7 +130,7 @@ def probe_curves(runs: Mapping[str, Sequence[Path]], path: Path) -> Path:
     ax.set_xlabel("pre-training step")
     ax.set_ylabel("linear-probe accuracy (dashed: random init)")
     ax.legend(fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_curves(
@@ -145,7 +145,7 @@ def roc_curves(
     the discriminant of class ``s`` is ``p_s / (p_s + p_background)`` (JetClass convention).
     """
     signals = [c for c in range(len(class_names)) if c != background]
-    fig, axes = _figure(1, 1, size=6.0)
+    fig, axes = new_figure(1, 1, size=6.0)
     ax = axes[0, 0]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (name, (probs, labels)), style in zip(scores.items(), LINE_STYLES, strict=False):
@@ -164,7 +164,7 @@ def roc_curves(
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background rejection")
     ax.legend(fontsize=9, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def score_distributions(
@@ -176,7 +176,7 @@ def score_distributions(
     """
     n = len(class_names)
     ncols = min(3, n)
-    fig, axes = _figure(ncols, math.ceil(n / ncols), size=4.0)
+    fig, axes = new_figure(ncols, math.ceil(n / ncols), size=4.0)
     for c, name in enumerate(class_names):
         ax = axes.flat[c]
         for (label, probs), style in zip(scores.items(), LINE_STYLES * 4, strict=False):
@@ -188,7 +188,7 @@ def score_distributions(
         ax.legend(fontsize=10)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def mean_std_curves(
@@ -203,7 +203,7 @@ def mean_std_curves(
 
     ``curves`` maps an arm (``scratch``, ``frozen``, ...) to (means, stds), one per ``x``.
     """
-    fig, axes = _figure(1, 1, size=6.0)
+    fig, axes = new_figure(1, 1, size=6.0)
     ax = axes[0, 0]
     for name, (means, stds) in curves.items():
         ax.errorbar(x, means, yerr=stds, marker="o", capsize=4, label=name)
@@ -214,4 +214,4 @@ def mean_std_curves(
     ax.set_ylabel(ylabel)
     if curves:  # a report of a study with no completed run yet has none
         ax.legend(fontsize=12 if len(curves) > 3 else None)
-    return _save(fig, path)
+    return save_figure(fig, path)
