@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -32,8 +33,8 @@ def test_interrupted_run_resumes_where_it_stopped(interrupted_then_completed, ca
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     skipped = [line for line in lines if line.endswith("done before, skipped")]
-    # skims, tokenizer, pre-training and fine-tuning were complete before the interruption
-    assert len(skipped) == 5, lines
+    # skims, pre-training and the four taggers were complete before the interruption
+    assert len(skipped) == 7, lines
     assert any("export to ONNX: onnxruntime vs torch" in line for line in lines)
     assert (out / "model" / "tagger.onnx").is_file()
 
@@ -42,15 +43,46 @@ def test_report_shows_the_chain(interrupted_then_completed):
     out, _ = interrupted_then_completed
     report = out / "report"
     markdown = (report / "report.md").read_text()
-    for figure in ("roc", "scores", "features", "training_curves"):
+    for figure in ("accuracy_vs_labels", "roc", "scores", "features", "training_curves"):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 10_000
         assert f"figures/{figure}.png" in markdown
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # one self-contained page
+    assert html.count("data:image/png;base64,") == 5  # one self-contained page
     row = re.search(r"\| accuracy \| ([\d.]+) \| ([\d.]+) \|", markdown)
     assert row, markdown
     assert 0 <= float(row.group(1)) <= 1 and 0 <= float(row.group(2)) <= 1
     assert "Wqq vs QCD: rejection at 50% eff." in markdown
+
+
+def test_report_says_what_pretraining_buys(interrupted_then_completed):
+    """Both arms at both label counts, on both domains, each with its error, and the paired
+    differences; the pre-training continued from the shipped backbone."""
+    out, _ = interrupted_then_completed
+    markdown = (out / "report" / "report.md").read_text()
+    assert markdown.index("## What pre-training buys") < markdown.index("## What ran")
+    assert "pretrained:compact-sim4" in markdown
+    gain = json.loads((out / "report" / "metrics.json").read_text())["pretraining_gain"]
+    arms = {(r["arm"], r["labels"], r["domain"]): r for r in gain["arms"]}
+    assert set(arms) == {(a, n, d) for a in ("pretrained", "scratch") for n in (24, 48)
+                         for d in ("sim", "data")}  # fmt: skip
+    for row in arms.values():
+        assert 0 <= row["accuracy"] <= 1 and row["jets"] > 0
+        expected = (row["accuracy"] * (1 - row["accuracy"]) / row["jets"]) ** 0.5
+        assert row["accuracy_error"] == pytest.approx(expected)
+        assert row["mean_rejection_50_error"] >= 0
+    assert len(gain["differences"]) == 4
+    for d in gain["differences"]:
+        pre, scratch = (
+            arms["pretrained", d["labels"], d["domain"]],
+            arms["scratch", d["labels"], d["domain"]],
+        )
+        assert d["accuracy_difference"] == pytest.approx(pre["accuracy"] - scratch["accuracy"])
+    for n in (24, 48):
+        assert re.search(
+            rf"\| {n} \| sim \| \d+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [+-][\d.]+ ±", markdown
+        )
+    record = json.loads((out / "pretrain" / "run.json").read_text())
+    assert record["init"] == "pretrained:compact-sim4"
 
 
 def test_rerun_skips_everything_and_other_profiles_are_refused(interrupted_then_completed, capsys):
@@ -59,7 +91,7 @@ def test_rerun_skips_everything_and_other_profiles_are_refused(interrupted_then_
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     # all but the two generation steps (which check their files themselves) and the report
-    assert sum(line.endswith("done before, skipped") for line in lines) == 7
+    assert sum(line.endswith("done before, skipped") for line in lines) == 9
     assert main([*args, "--set", "seed=2"]) == 2
     assert "another profile" in capsys.readouterr().err
 

@@ -15,8 +15,9 @@ import pytest
 from hepmpm.cli import main
 from hepmpm.data.index import JetIndex
 from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.jetclass import CLASS_INDEX
-from hepmpm.studies.common import aggregate, mean_rejection
+from hepmpm.studies.common import aggregate
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
 from hepmpm.studies.label_efficiency import labels_to_match
 from hepmpm.studies.runner import STUDIES, run_study

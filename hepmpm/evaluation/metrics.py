@@ -148,6 +148,20 @@ def _versus_background(
     return entry
 
 
+def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:
+    """Mean over the signal classes of the QCD rejection ``key`` of a
+    :func:`classification_metrics` result. An unbounded rejection (no
+    QCD jet passes) counts as the number of QCD test jets, the bound the sample can show."""
+    per_class = test["per_class"]
+    n_qcd = per_class.get("QCD", {}).get("n_jets", 0)
+    values = [
+        min(entry[key], float(n_qcd))
+        for name, entry in per_class.items()
+        if name != "QCD" and entry.get(key) is not None
+    ]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def summary_line(metrics: dict[str, Any]) -> str:
     """One line: accuracy, macro AUC and each class's QCD rejection at its working point."""
     auc = metrics["macro_auc"]

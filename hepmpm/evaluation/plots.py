@@ -199,7 +199,8 @@ def mean_std_curves(
     ylabel: str,
     log_x: bool = True,
 ) -> Path:
-    """A study's result: each arm's mean ± std (over seeds) against ``x`` (e.g. labelled jets).
+    """Each arm's value ± its uncertainty (a std over seeds, or a statistical error) against
+    ``x`` (e.g. labelled jets).
 
     ``curves`` maps an arm (``scratch``, ``frozen``, ...) to (means, stds), one per ``x``.
     """

@@ -1,8 +1,11 @@
 """``hepmpm quickstart``: the whole chain on a sample it makes itself, resumable step by step.
 
-generate ``sim`` and ``data`` → skim each (coffea Runner) → fit the VQ-VAE tokenizer on ``data``
-→ pre-train MPM on ``data`` (no labels used, as on real collisions) → fine-tune on labelled
-``sim`` → export ONNX → tag ``sim`` and ``data`` with the TaggerProcessor → report.
+generate ``sim`` and ``data`` → skim each (coffea Runner) → pre-train MPM on ``data`` (no labels
+used, as on real collisions), continuing from the backbone shipped with hepmpm
+(``pretrain.init``) → fine-tune on N labelled ``sim`` jets for each N of ``finetune.labels``, and
+train the same tagger from scratch on the same jets (``scratch``) → export the fine-tuned tagger
+of the largest N to ONNX → tag ``sim`` and ``data`` with the TaggerProcessor → report, whose
+first section says what pre-training bought.
 
 Each step writes into its own folder under ``OUT`` and is complete when its final file exists
 (the library writes that file last); a re-run skips complete steps and lets interrupted ones go
@@ -18,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -44,11 +47,24 @@ class StepConfig(StrictModel):
     overrides: list[str] = Field(default_factory=list)
 
 
-class FinetuneStepConfig(StepConfig):
-    """Fine-tuning: the step's config plus the mode and the number of labelled jets."""
+class PretrainStepConfig(StepConfig):
+    """Pre-training: the step's config, and the weights it starts from."""
 
-    mode: Literal["frozen", "finetune", "scratch"] = "finetune"
-    labels: int | None = Field(None, ge=1, description="labelled training jets (null: all)")
+    init: str | None = Field(
+        None,
+        description="continue from pretrained:NAME or a pre-training folder (null: random)",
+    )
+
+
+class FinetuneStepConfig(StepConfig):
+    """Fine-tuning: the step's config, the mode and the labelled jets of each tagger."""
+
+    mode: Literal["frozen", "finetune"] = "finetune"
+    labels: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1,
+        description="class-balanced labelled sim jets, one tagger per entry; the largest is "
+        "exported and tagged",
+    )
 
 
 class QuickstartConfig(StrictModel):
@@ -60,9 +76,13 @@ class QuickstartConfig(StrictModel):
     classes: list[str]
     sim: SampleConfig
     data: SampleConfig
-    tokenizer: StepConfig
-    pretrain: StepConfig
+    pretrain: PretrainStepConfig
     finetune: FinetuneStepConfig
+    scratch: StepConfig | None = Field(
+        None,
+        description="the reference arm: the same tagger from random weights on the same jets "
+        "(its own config: its own learning rate)",
+    )
     export_layout: Literal["hepmpm", "cmssw"] = "hepmpm"
 
     def model_post_init(self, _context: object) -> None:
@@ -70,16 +90,41 @@ class QuickstartConfig(StrictModel):
         if unknown or "QCD" not in self.classes:
             raise ValueError(f"classes must include QCD and be among {CLASS_NAMES}: {unknown}")
 
+    def arms(self) -> list[tuple[str, int]]:
+        """(arm, labels) of every tagger trained: ``pretrained`` and (with ``scratch``)
+        ``scratch`` at each label count."""
+        names = ["pretrained", *(["scratch"] if self.scratch is not None else [])]
+        return [(arm, n) for n in sorted(set(self.finetune.labels)) for arm in names]
+
+    @property
+    def exported(self) -> tuple[str, int]:
+        """The tagger exported and tagged: the pre-trained one of the most labels."""
+        return "pretrained", max(self.finetune.labels)
+
 
 def load_profile(profile: str | Path, overrides: list[str] | None = None) -> QuickstartConfig:
     """A packaged profile (``tiny``, ``default``) or a YAML file, with ``key=value`` overrides;
     every step's config and overrides are resolved here, before anything runs."""
     path = resolve_config_path(profile, "quickstart")
     config = load_config(QuickstartConfig, path, overrides)
-    for kind in ("tokenizer", "pretrain", "finetune"):
-        step = getattr(config, kind)
-        check_stage(kind, step.config, step.overrides, f"quickstart profile {path}, {kind}")
+    for name, kind in (("pretrain", "pretrain"), ("finetune", "finetune"), ("scratch", "finetune")):
+        step = getattr(config, name)
+        if step is not None:
+            check_stage(kind, step.config, step.overrides, f"quickstart profile {path}, {name}")
+    if config.pretrain.init is not None:
+        from hepmpm.pretrained import resolve_backbone
+
+        start = resolve_backbone(config.pretrain.init)
+        if not (start / "backbone.json").is_file():
+            raise HepmpmError(
+                f"quickstart profile {path}: pretrain.init {config.pretrain.init!r} is not a "
+                "pre-training folder (no backbone.json)"
+            )
     return config
+
+
+#: What each arm's training step does, as the step list says it.
+ARM_TITLES = {"pretrained": "fine-tune the pre-trained backbone", "scratch": "train from scratch"}
 
 
 @dataclass(frozen=True)
@@ -95,16 +140,12 @@ class Layout:
         return self.root / "skims" / domain
 
     @property
-    def tokenizer(self) -> Path:
-        return self.root / "tokenizer"
-
-    @property
     def pretrain(self) -> Path:
         return self.root / "pretrain"
 
-    @property
-    def finetune(self) -> Path:
-        return self.root / "finetune"
+    def tagger(self, arm: str, labels: int) -> Path:
+        """The training folder of the ``arm`` tagger (pretrained, scratch) on ``labels`` jets."""
+        return self.root / "taggers" / f"{arm}-n{labels}"
 
     @property
     def model(self) -> Path:
@@ -160,18 +201,6 @@ def _skim(config: QuickstartConfig, layout: Layout, domain: str, progress: bool)
     return f"{sum(s['jets'] for s in manifest['shards'])} jets"
 
 
-def _tokenizer(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
-    from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
-
-    step = config.tokenizer
-    tokenizer_config = load_tokenizer_config(step.config, step.overrides)
-    run = run_tokenizer(
-        tokenizer_config, layout.skim("data"), layout.tokenizer, progress, resume=True
-    )
-    final = run.metrics["final"]
-    return f"codebook usage {final['usage']:.2f}, perplexity {final['perplexity']:.0f}"
-
-
 def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
     from hepmpm.training.pretrain import run_pretrain
     from hepmpm.training.runs import last_checkpoint
@@ -181,42 +210,50 @@ def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
         step.config,
         layout.skim("data"),
         layout.pretrain,
-        tokenizer_dir=layout.tokenizer,
         overrides=[f"trainer.seed={config.seed}", *step.overrides],
         resume=last_checkpoint(layout.pretrain).is_file(),
         show_progress=progress,
+        init=step.init,
     )
     accuracy = {k: v for k, v in metrics.items() if k.startswith("val/acc_")}
     return ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) or f"{metrics['steps']} steps"
 
 
-def _finetune(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
+def _train_tagger(
+    config: QuickstartConfig, layout: Layout, arm: str, labels: int, progress: bool
+) -> str:
     from hepmpm.training.finetune import run_finetune
     from hepmpm.training.runs import last_checkpoint
 
-    step = config.finetune
+    step = config.finetune if arm == "pretrained" else config.scratch
+    out = layout.tagger(arm, labels)
     metrics = run_finetune(
         step.config,
         layout.skim("sim"),
-        layout.finetune,
-        backbone_dir=layout.pretrain,
-        mode=step.mode,
-        labels=step.labels,
+        out,
+        backbone_dir=layout.pretrain if arm == "pretrained" else None,
+        mode=config.finetune.mode if arm == "pretrained" else "scratch",
+        labels=labels,
         classes=config.classes,
         overrides=step.overrides,
         seed=config.seed,
-        resume=last_checkpoint(layout.finetune).is_file(),
+        resume=last_checkpoint(out).is_file(),
         show_progress=progress,
     )
-    test = metrics.get("test", metrics)
-    return f"sim test accuracy {test['accuracy']:.3f}, macro AUC {test['macro_auc']:.3f}"
+    test = metrics["test"]
+    return (
+        f"sim test accuracy {test['accuracy']:.3f}, macro AUC {test['macro_auc']:.3f} "
+        f"(best step {metrics['best_step']})"
+    )
 
 
 def _export(config: QuickstartConfig, layout: Layout) -> str:
     from hepmpm.export import export_tagger
 
     layout.model.parent.mkdir(parents=True, exist_ok=True)
-    report = export_tagger(layout.finetune, layout.model, layout=config.export_layout)
+    report = export_tagger(
+        layout.tagger(*config.exported), layout.model, layout=config.export_layout
+    )
     return f"onnxruntime vs torch max |Δprob| {report.worst:.1e}"
 
 
@@ -242,7 +279,7 @@ def _tag(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
 def _report(config: QuickstartConfig, layout: Layout) -> str:
     from hepmpm.quickstart.report import write_quickstart_report
 
-    report = write_quickstart_report(layout, config.classes)
+    report = write_quickstart_report(layout, config)
     return f"{report.html}"
 
 
@@ -266,19 +303,18 @@ def plan(config: QuickstartConfig, layout: Layout, progress: bool) -> list[Step]
             for d in ("sim", "data")
         ),
         Step(
-            "fit the VQ-VAE tokenizer on data",
-            layout.tokenizer / "tokenizer.json",
-            lambda: _tokenizer(config, layout, progress),
-        ),
-        Step(
-            "pre-train MPM on data (no labels)",
+            "pre-train MPM on data (no labels)"
+            + (f", continuing from {config.pretrain.init}" if config.pretrain.init else ""),
             layout.pretrain / "backbone.json",
             lambda: _pretrain(config, layout, progress),
         ),
-        Step(
-            "fine-tune on labelled sim",
-            layout.finetune / "tagger.json",
-            lambda: _finetune(config, layout, progress),
+        *(
+            Step(
+                f"{ARM_TITLES[arm]} on {n} labelled sim jets",
+                layout.tagger(arm, n) / "tagger.json",
+                lambda arm=arm, n=n: _train_tagger(config, layout, arm, n, progress),
+            )
+            for arm, n in config.arms()
         ),
         Step("export to ONNX", layout.model, lambda: _export(config, layout)),
         Step(

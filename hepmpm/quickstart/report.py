@@ -1,4 +1,5 @@
-"""The quickstart's report: training curves, the tagger on sim and on data, feature shifts.
+"""The quickstart's report: what pre-training buys (:mod:`hepmpm.quickstart.gain`), the exported
+tagger on sim and on data, feature shifts, training curves.
 
 The tagger's performance per domain is measured on what the TaggerProcessor wrote (per-jet
 scores with the truth label the generated files keep), restricted to the jets of the ``test``
@@ -23,9 +24,10 @@ from hepmpm.evaluation import plots
 from hepmpm.evaluation.metrics import classification_metrics
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.models.store import read_tagger_record
+from hepmpm.quickstart.gain import accuracy_curves, arm_scores, gain_lines, gain_rows, gain_table
 
 if TYPE_CHECKING:
-    from hepmpm.quickstart.chain import Layout
+    from hepmpm.quickstart.chain import Layout, QuickstartConfig
 
 DOMAINS = ("sim", "data")
 
@@ -88,23 +90,31 @@ def _performance_table(
     return header, rows
 
 
-def write_quickstart_report(layout: Layout, classes: list[str]) -> QuickstartReport:
-    """Evaluate, plot and write ``report/report.{md,html}`` plus ``report/metrics.json``."""
+def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> QuickstartReport:
+    """Evaluate, plot and write ``report/report.{md,html}`` plus ``report/metrics.json`` (the
+    exported tagger per domain, and ``pretraining_gain``: every arm's rows and differences)."""
     out = layout.report
     figures = out / "figures"
-    record = read_tagger_record(layout.finetune)
+    exported = layout.tagger(*config.exported)
+    record = read_tagger_record(exported)
     class_names, labels = record["class_names"], record["labels"]
 
     scored = {d: tagged_jets(layout.tag / "scores" / d, class_names, labels) for d in DOMAINS}
-    metrics = {d: classification_metrics(s, t, class_names) for d, (s, t) in scored.items()}
+    metrics: dict[str, Any] = {
+        d: classification_metrics(s, t, class_names) for d, (s, t) in scored.items()
+    }
+    arms, differences = gain_rows(arm_scores(layout, config))
+    metrics["pretraining_gain"] = {"arms": arms, "differences": differences}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)
 
+    gain = accuracy_curves(arms, figures / "accuracy_vs_labels.png")
     curves = plots.training_curves(
         {
-            "tokenizer (VQ-VAE)": _logs(layout.tokenizer),
             "pre-training (MPM, data)": _logs(layout.pretrain),
-            "fine-tuning (sim)": _logs(layout.finetune),
+            **{
+                f"{arm}, {n} labels (sim)": _logs(layout.tagger(arm, n)) for arm, n in config.arms()
+            },
         },
         figures / "training_curves.png",
         keys=("train/loss", "val/loss", "train/loss_step"),
@@ -120,21 +130,30 @@ def write_quickstart_report(layout: Layout, classes: list[str]) -> QuickstartRep
         figures / "features.png",
     )
     sim, data = metrics["sim"], metrics["data"]
+    n = config.exported[1]
     sections = [
+        Section(
+            "What pre-training buys",
+            gain_lines(differences, config.pretrain.init),
+            table=gain_table(arms, differences),
+            figures=[gain],
+        ),
         Section(
             "What ran",
             [
-                f"Classes {', '.join(class_names)}. A VQ-VAE tokenizer and a masked-particle "
-                "model were trained on the unlabelled `data` sample (shifted generator and "
-                "detector), the backbone was fine-tuned on labelled `sim`, exported to ONNX, "
-                "and the TaggerProcessor tagged both samples inside a coffea Runner.",
-                f"Accuracy on the test split: sim {sim['accuracy']:.3f}, data "
-                f"{data['accuracy']:.3f} (a change of {data['accuracy'] - sim['accuracy']:+.3f} "
-                "from simulation to data).",
+                f"Classes {', '.join(class_names)}. A masked-particle model was pre-trained on "
+                "the unlabelled `data` sample (shifted generator and detector)"
+                + (f", starting from `{config.pretrain.init}`" if config.pretrain.init else "")
+                + f"; its backbone was fine-tuned on labelled `sim` (the {n}-label tagger is "
+                "the one exported to ONNX), and the TaggerProcessor tagged both samples inside "
+                "a coffea Runner.",
+                f"Accuracy of the exported tagger on the test split: sim {sim['accuracy']:.3f}, "
+                f"data {data['accuracy']:.3f} (a change of "
+                f"{data['accuracy'] - sim['accuracy']:+.3f} from simulation to data).",
             ],
         ),
         Section(
-            "Tagger performance, sim vs data",
+            "Exported tagger, sim vs data",
             ["Background rejection is 1/ε(QCD) at 50% signal efficiency (JetClass convention)."],
             table=_performance_table(metrics, class_names),
             figures=[roc],

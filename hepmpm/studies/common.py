@@ -33,6 +33,7 @@ from hepmpm.config import (
     parse_config,
 )
 from hepmpm.errors import HepmpmError
+from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.pages import Section
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.training.stages import check_stage
@@ -268,20 +269,6 @@ class StudyFolder:
 def sample_paths(files: dict[str, list[Path]], classes: Iterable[str] | None = None) -> list[Path]:
     """Every file of ``classes`` (default: all) of a :meth:`StudyFolder.sample` result."""
     return [path for c in (files if classes is None else classes) for path in files[c]]
-
-
-def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:
-    """Mean over the signal classes of the QCD rejection ``key`` of a
-    :func:`~hepmpm.evaluation.metrics.classification_metrics` result. An unbounded rejection (no
-    QCD jet passes) counts as the number of QCD test jets, the bound the sample can show."""
-    per_class = test["per_class"]
-    n_qcd = per_class.get("QCD", {}).get("n_jets", 0)
-    values = [
-        min(entry[key], float(n_qcd))
-        for name, entry in per_class.items()
-        if name != "QCD" and entry.get(key) is not None
-    ]
-    return float(np.mean(values)) if values else float("nan")
 
 
 def tagger_row(test: dict[str, Any]) -> dict[str, float]:

@@ -399,6 +399,31 @@ def n_outputs(tagger: Tagger) -> int:
     return tagger.head.classify.out_features
 
 
+def test_scores(
+    tagger: Tagger,
+    data: Path | JetIndex,
+    labels: list[int],
+    split: str | None = "test",
+    domains: list[str] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Scores [N, C] of ``tagger`` on the jets of ``split`` (``None``: all) and ``domains`` of a
+    skim folder (or its index) whose label is one of ``labels`` (the JetClass label of each
+    tagger output, as in ``tagger.json``), their true output positions [N] (0..C-1) and the
+    class names [C]: the inputs of :func:`~hepmpm.evaluation.metrics.classification_metrics`."""
+    index = data if isinstance(data, JetIndex) else JetIndex.from_skim(data)
+    if n_outputs(tagger) != len(labels):
+        raise HepmpmError(
+            f"the tagger has {n_outputs(tagger)} outputs, but {len(labels)} labels were given"
+        )
+    dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains)
+    scores, truth = predict(tagger, dataset, device)
+    position = np.full(len(CLASS_NAMES), -1, dtype=np.int64)
+    position[labels] = np.arange(len(labels))
+    return scores, position[truth], [CLASS_NAMES[label] for label in labels]
+
+
 def evaluate_tagger(
     tagger: Tagger,
     data: Path | JetIndex,
@@ -409,20 +434,10 @@ def evaluate_tagger(
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Metrics (:func:`~hepmpm.evaluation.metrics.classification_metrics`) of ``tagger`` on the
-    jets of ``split`` (``None``: all) and ``domains`` of a skim folder (or its index) whose
-    label is one of ``labels``: the JetClass label of each tagger output, as in ``tagger.json``.
-    """
-    index = data if isinstance(data, JetIndex) else JetIndex.from_skim(data)
-    if n_outputs(tagger) != len(labels):
-        raise HepmpmError(
-            f"the tagger has {n_outputs(tagger)} outputs, but {len(labels)} labels were given"
-        )
-    dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains)
-    scores, truth = predict(tagger, dataset, device)
-    position = np.full(len(CLASS_NAMES), -1, dtype=np.int64)
-    position[labels] = np.arange(len(labels))
-    names = [CLASS_NAMES[label] for label in labels]
-    return classification_metrics(scores, position[truth], names)
+    jets :func:`test_scores` scores."""
+    return classification_metrics(
+        *test_scores(tagger, data, labels, split, domains, batch_size, device)
+    )
 
 
 def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
