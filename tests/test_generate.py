@@ -205,6 +205,28 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        ("pythia: {settings: ['TimeShower:alphaSvalueX = 0.1']}",
+         "rejected the setting 'TimeShower:alphaSvalueX = 0.1' (preset key pythia.settings)"),
+        ("pythia: {settings: ['TimeShower:alphaSvalue = banana']}", "Pythia 8 rejected"),
+        ("detector: {ecal: {energy_scale: -1}}", "key 'detector.ecal.energy_scale'"),
+    ],
+)  # fmt: skip
+def test_a_bad_preset_is_one_clear_line_and_writes_nothing(tmp_path, preset, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"inherit: sim.yaml\nname: mine\n{preset}\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["hepmpm", "generate", "--preset", str(path), "--jets-per-class", "2", "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
 def test_cli_unwritable_output(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

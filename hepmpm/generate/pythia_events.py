@@ -14,6 +14,7 @@ import numpy as np
 import pythia8mc
 import vector
 
+from hepmpm.errors import HepmpmError
 from hepmpm.generate.detector import GenParticles
 from hepmpm.generate.preset import PythiaConfig
 from hepmpm.generate.processes import NEUTRINOS, JetProcess
@@ -110,6 +111,24 @@ class EventBatch:
         )
 
 
+def _rejected(line: str) -> str:
+    return (
+        f"Pythia 8 rejected the setting {line!r} (preset key pythia.settings): an unknown "
+        "setting name or a value it does not accept"
+    )
+
+
+def check_pythia_settings(config: PythiaConfig) -> None:
+    """Read the preset's own ``settings`` into a Pythia instance (no initialisation): a
+    :class:`~hepmpm.errors.HepmpmError` naming the first one Pythia rejects, raised before any
+    worker starts."""
+    pythia = pythia8mc.Pythia("", False)
+    pythia.readString("Print:quiet = on")
+    for line in config.settings:
+        if not pythia.readString(line):
+            raise HepmpmError(_rejected(line))
+
+
 class PythiaGenerator:
     """A configured Pythia 8 instance for one process, seeded, quiet."""
 
@@ -131,7 +150,7 @@ class PythiaGenerator:
         ]
         for line in lines:
             if not self._pythia.readString(line):
-                raise ValueError(f"Pythia rejected the setting {line!r}")
+                raise HepmpmError(_rejected(line))
         if not self._pythia.init():
             raise RuntimeError("Pythia failed to initialise; check the preset's settings")
 

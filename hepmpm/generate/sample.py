@@ -32,7 +32,12 @@ from hepmpm.generate.jets import cluster_jets, softdrop_mass
 from hepmpm.generate.nanoaod import NanoAODBuilder
 from hepmpm.generate.preset import GeneratorPreset
 from hepmpm.generate.processes import PROCESSES
-from hepmpm.generate.pythia_events import MAX_PYTHIA_SEED, ChargeTable, PythiaGenerator
+from hepmpm.generate.pythia_events import (
+    MAX_PYTHIA_SEED,
+    ChargeTable,
+    PythiaGenerator,
+    check_pythia_settings,
+)
 from hepmpm.generate.selection import select_jets
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.nanoaod import NAMINGS, NANOAOD_COMPRESSION, parse_compression
@@ -302,6 +307,7 @@ def generate_sample(request: SampleRequest, workers: int = 1, show_progress: boo
     request.validate()
     if workers < 1:
         raise HepmpmError(f"--workers must be at least 1, got {workers}")
+    check_pythia_settings(request.preset.pythia)  # before any file or worker
     previous = _prepare_output(request)
     tasks = request.tasks()
     summaries: dict[str, FileSummary] = {}
