@@ -441,6 +441,12 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
         "--eta-bins", type=_edges, default=[0.0, 2.4], metavar="EDGES",
         help="jet |eta| bin edges (default 0,2.4)",
     )  # fmt: skip
+    parser.add_argument(
+        "--control-region", metavar="SELECTION",
+        help="real data without truth: a background-dominated selection of jets, e.g. "
+        "'jet_pt < 600 and abseta < 1.5' (columns jet_pt / GeV, jet_eta, abseta, score_<class>); "
+        "its data jets measure the mistag SF",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--no-plots", action="store_true", help="JSON files only")
     parser.set_defaults(run=_run_calibrate)
@@ -459,18 +465,20 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         out=args.out,
         pt_edges=args.pt_bins,
         eta_edges=args.eta_bins,
+        control_region=args.control_region,
     )
     summary = run_calibration(request, make_plots=not args.no_plots)
     print(f"wrote {args.out / summary['corrections_file']} and {args.out / 'calibration.json'}")
     for wp in summary["working_points"]:
+        panel = "signal" if "signal" in wp["corrections"] else "mistag"
         sfs = ", ".join(
             f"{b['sf']:.3f} +{b['sf_up'] - b['sf']:.3f} -{b['sf'] - b['sf_down']:.3f}"
-            for b in wp["corrections"]["signal"]["bins"]
+            for b in wp["corrections"][panel]["bins"]
         )
         print(
             f"  {wp['name']}: threshold {wp['threshold']:.4g}, sim efficiency "
-            f"{wp['sim_efficiency']:.3f}, sim mistag {wp['sim_mistag']:.4f}; signal SF per bin: "
-            f"{sfs}"
+            f"{wp['sim_efficiency']:.3f}, sim mistag {wp['sim_mistag']:.4f}; {panel} SF per "
+            f"bin: {sfs}"
         )
     for bin_ in summary["flagged_bins"]:
         print(

@@ -15,6 +15,7 @@ from scipy.stats import beta
 from tagger_models import make_tagger_dir
 
 from hepmpm.calibration.efficiency import COVERAGE, binned_efficiency, efficiency_from_counts
+from hepmpm.calibration.run import CORRECTIONS_NAME as CORRECTIONS
 from hepmpm.calibration.run import CalibrationRequest, run_calibration
 from hepmpm.calibration.scale_factors import scale_factors
 from hepmpm.calibration.working_points import (
@@ -292,3 +293,80 @@ def test_coffea_processor_weights_equal_calibrate(tagged_pair, tmp_path):
     mass = output["mass"]
     assert mass[{"systematic": "nominal"}].sum().value == pytest.approx(jets["nominal"].sum())
     assert mass[{"systematic": "up"}].sum().value == pytest.approx(jets["up"].sum())
+
+
+@pytest.fixture(scope="module")
+def qcd_data(tmp_path_factory):
+    """Labelled pseudo-data, and its QCD jets alone as real data would come (labels -1)."""
+    root = tmp_path_factory.mktemp("control")
+    labels, pt, eta, probs = synthetic_jets(3000, 5, top_shift=-0.4)
+    labelled = write_tag_folder(root / "labelled", labels, pt, eta, probs)
+    keep = labels == QCD
+    unlabelled = write_tag_folder(
+        root / "unlabelled", np.full(keep.sum(), -1), pt[keep], eta[keep], probs[keep]
+    )
+    return labelled, unlabelled
+
+
+def _mistag_bins(summary):
+    return [
+        (b["data_passed"], b["data_total"], b["sf"], b["sf_up"], b["sf_down"])
+        for b in summary["working_points"][0]["corrections"]["mistag"]["bins"]
+    ]
+
+
+def test_control_region_measures_the_mistag_sf_without_truth(synthetic_pair, qcd_data, tmp_path):
+    """On data without labels, a pure background control region gives the mistag SF that truth
+    gives on the same jets, and no signal SF (which it cannot measure)."""
+    sim, _ = synthetic_pair
+    labelled, unlabelled = qcd_data
+
+    def calibrate(data, out, region=None):
+        request = CalibrationRequest(
+            sim=sim, data=data, signal="Tbqq", background="QCD", out=tmp_path / out,
+            working_points=parse_working_points("mistag=0.05"), control_region=region,
+        )  # fmt: skip
+        return run_calibration(request, make_plots=True)
+
+    truth = calibrate(labelled, "truth")
+    region = calibrate(unlabelled, "region", "jet_pt >= 0")
+    assert _mistag_bins(region) == _mistag_bins(truth)
+    assert set(region["working_points"][0]["corrections"]) == {"mistag"}
+    assert region["data_truth"] is False and region["control_region"] == "jet_pt >= 0"
+    assert region["control_region_purity_sim"] == pytest.approx(0.5, abs=0.05)
+    evaluator = correctionlib.CorrectionSet.from_file(str(tmp_path / "region" / CORRECTIONS))
+    assert list(evaluator) == ["TbqqvsQCD_mistag0p05_mistag"]
+    # A narrower region: the simulated reference is the background jets of the same selection.
+    low = calibrate(unlabelled, "low", "jet_pt < 700 and abseta < 2")
+    assert sum(b[1] for b in _mistag_bins(low)) == int(
+        ((read_pt(unlabelled) < 700) & (np.abs(read_eta(unlabelled)) < 2)).sum()
+    )
+
+
+def read_pt(folder):
+    return pq.read_table(folder / "scores" / "ds" / "part.parquet")["jet_pt"].to_numpy()
+
+
+def read_eta(folder):
+    return pq.read_table(folder / "scores" / "ds" / "part.parquet")["jet_eta"].to_numpy()
+
+
+def test_control_region_errors_are_one_line(synthetic_pair, qcd_data, tmp_path, capsys):
+    sim, _ = synthetic_pair
+    _, unlabelled = qcd_data
+    base = ["calibrate", "--sim", str(sim), "--data", str(unlabelled), "--signal", "Tbqq",
+            "--working-points", "mistag=0.05", "--out", str(tmp_path / "o")]  # fmt: skip
+    cases = [
+        ([], "no truth labels; name a background-dominated control region with --control-region"),
+        (
+            ["--control-region", "jet_mass < 50"],
+            "--control-region 'jet_mass < 50': not a selection",
+        ),
+        (["--control-region", "jet_pt + 1"], "must be a true/false condition"),
+        (["--control-region", "jet_pt < 0"], "selects no"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -24,7 +24,7 @@ SUMMARY_NAME, SCORES_SUBDIR = "summary.json", "scores"
 
 @dataclass(frozen=True)
 class TaggedJets:
-    """The jets of one tagging folder [N]: truth ``label`` (−1 unknown), ``pt`` / GeV, ``abseta``
+    """The jets of one tagging folder [N]: truth ``label`` (−1 unknown), ``pt`` / GeV, ``eta``
     and the class probabilities ``probs`` [N, C] in the order of ``class_names``."""
 
     folder: Path
@@ -32,8 +32,30 @@ class TaggedJets:
     class_names: tuple[str, ...]
     label: np.ndarray
     pt: np.ndarray
-    abseta: np.ndarray
+    eta: np.ndarray
     probs: np.ndarray
+
+    @property
+    def abseta(self) -> np.ndarray:
+        return np.abs(self.eta)
+
+    def select(self, expression: str, flag: str) -> np.ndarray:
+        """The jets [N] (bool) passing ``expression``, a pandas expression over the columns
+        ``jet_pt`` (GeV), ``jet_eta``, ``abseta`` and ``score_<class>``, e.g.
+        ``"jet_pt < 600 and abseta < 1.5"``; a clear error names ``flag`` when it is not one."""
+        import pandas as pd
+
+        columns = {"jet_pt": self.pt, "jet_eta": self.eta, "abseta": self.abseta}
+        columns |= {f"score_{c}": self.probs[:, i] for i, c in enumerate(self.class_names)}
+        try:
+            passed = pd.DataFrame(columns).eval(expression)
+        except Exception as err:  # pandas raises many kinds for a bad expression
+            raise HepmpmError(
+                f"{flag} {expression!r}: not a selection over {', '.join(columns)} ({err})"
+            ) from None
+        if not isinstance(passed, pd.Series) or passed.dtype != bool:
+            raise HepmpmError(f"{flag} {expression!r}: must be a true/false condition per jet")
+        return passed.to_numpy()
 
     def class_index(self, name: str, role: str) -> int:
         if name not in self.class_names:
@@ -87,7 +109,7 @@ def read_tagged(folder: Path) -> TaggedJets:
         class_names=class_names,
         label=column("label").astype(np.int64),
         pt=column("jet_pt").astype(np.float64),
-        abseta=np.abs(column("jet_eta").astype(np.float64)),
+        eta=column("jet_eta").astype(np.float64),
         probs=np.stack([column(f"score_{c}") for c in class_names], axis=1).astype(np.float64),
     )
 

@@ -45,9 +45,11 @@ def efficiency_plot(
     title: str,
     path: Path,
 ) -> Path:
-    """``efficiencies[panel][sample]`` (panel: signal, mistag; sample: sim, data) vs pT."""
-    fig, axes = new_figure(2, 1, size=5.0)
-    for ax, panel in zip(axes.flat, PANELS, strict=True):
+    """``efficiencies[panel][sample]`` (panel: signal, mistag, or mistag only on data without
+    truth; sample: sim, data) vs pT."""
+    panels = [panel for panel in PANELS if panel in efficiencies]
+    fig, axes = new_figure(len(panels), 1, size=5.0)
+    for ax, panel in zip(axes.flat, panels, strict=True):
         for sample, marker in (("sim", "o"), ("data", "s")):
             e = efficiencies[panel][sample]
             for j in range(len(eta_edges) - 1):
@@ -67,8 +69,9 @@ def efficiency_plot(
 def scale_factor_plot(factors: Mapping[str, ScaleFactors], title: str, path: Path) -> Path:
     """``factors[panel]`` (signal, mistag) vs pT, nominal with up/down as the error bar; bins
     flagged (empty, no passing simulated jet) are drawn hollow at 1."""
-    fig, axes = new_figure(2, 1, size=5.0)
-    for ax, panel in zip(axes.flat, PANELS, strict=True):
+    panels = [panel for panel in PANELS if panel in factors]
+    fig, axes = new_figure(len(panels), 1, size=5.0)
+    for ax, panel in zip(axes.flat, panels, strict=True):
         sf = factors[panel]
         flagged_label = "flagged bin (SF 1 ± 1)"
         for j in range(len(sf.eta_edges) - 1):

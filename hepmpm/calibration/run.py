@@ -1,7 +1,6 @@
 """``hepmpm calibrate``: working points and data/simulation scale factors of a tagger.
 
-From two ``hepmpm tag`` folders of the same model, ``sim`` and ``data`` (pseudo-data with truth
-labels), it writes into ``OUT``:
+From two ``hepmpm tag`` folders of the same model, ``sim`` and ``data``, it writes into ``OUT``:
 
 - ``scale_factors.json``: correctionlib (schemav2), per working point ``WP`` two corrections,
   ``<signal>vs<background>_<WP>`` (signal-jet efficiency SF) and ``..._<WP>_mistag`` (SF of the
@@ -9,6 +8,15 @@ labels), it writes into ``OUT``:
 - ``plots/efficiency_<WP>.png``, ``plots/sf_<WP>.png``;
 - ``calibration.json`` (last): the model, the working points (threshold, sim rates), every bin
   (counts, efficiencies with intervals, SF nominal/up/down, flag) and the flagged bins.
+
+Which data jets count: on pseudo-data with truth labels, the signal and background jets by
+truth. On real data (no truth), ``control_region`` names a background-dominated selection
+(e.g. ``"jet_pt < 600 and score_Hbb < 0.1"``): its data jets are taken as background and the
+simulated background jets of the same selection are their reference, so the mistag SF is
+measured without truth and no signal-efficiency SF is written (it needs a signal-enriched
+region and a template fit, outside this command). The selection's background purity in
+simulation is recorded; it depends on the simulated class mix, which is not a cross-section
+weighted one. A selection on the tagger's own scores biases the mistag rate it measures.
 
 Every file is written atomically; a folder that already holds a calibration is refused.
 """
@@ -49,6 +57,8 @@ class CalibrationRequest:
     out: Path
     pt_edges: Sequence[float] = DEFAULT_PT_EDGES
     eta_edges: Sequence[float] = DEFAULT_ETA_EDGES
+    #: A background-dominated selection of data jets (see the module docstring), or None.
+    control_region: str | None = None
 
 
 def correction_name(signal: str, background: str, wp: str, panel: str) -> str:
@@ -141,10 +151,12 @@ def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dic
     check_same_model(sim, data)
     s_index = sim.class_index(request.signal, "--signal")
     b_index = sim.class_index(request.background, "--background")
-    if (data.label < 0).all():
+    has_truth = bool((data.label >= 0).any())
+    if not has_truth and request.control_region is None:
         raise HepmpmError(
-            f"{data.folder}: the data jets have no truth labels; scale factors here are "
-            "measured on labelled pseudo-data"
+            f"{data.folder}: the data jets have no truth labels; name a background-dominated "
+            "control region with --control-region (e.g. 'jet_pt < 600') to measure the mistag "
+            "scale factor on them"
         )
     samples = {"sim": sim, "data": data}
     d_value = {k: j.discriminant(request.signal, request.background) for k, j in samples.items()}
@@ -155,7 +167,22 @@ def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dic
             ("signal", s_index, "--signal", request.signal),
             ("mistag", b_index, "--background", request.background),
         )
+        if k == "sim" or has_truth
     }
+    region = {}
+    if request.control_region is not None:
+        region = {
+            k: j.select(request.control_region, "--control-region") for k, j in samples.items()
+        }
+        truth["data", "mistag"] = region["data"]
+        truth["sim", "mistag"] = truth["sim", "mistag"] & region["sim"]
+        for k in samples:
+            if not truth[k, "mistag"].any():
+                raise HepmpmError(
+                    f"--control-region {request.control_region!r} selects no "
+                    f"{'background ' if k == 'sim' else ''}jets of {samples[k].folder}"
+                )
+    panels = ("signal", "mistag") if has_truth else ("mistag",)
     outside = {
         k: int((~bin_index(j.pt, j.abseta, pt_edges, eta_edges)[2]).sum())
         for k, j in samples.items()
@@ -163,13 +190,16 @@ def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dic
 
     corrections, working_points, flagged = [], [], []
     for spec in request.working_points:
+        # The thresholds: all simulated signal and background jets, whatever the control region.
         wp: WorkingPoint = find_threshold(
-            spec, d_value["sim"][truth["sim", "signal"]], d_value["sim"][truth["sim", "mistag"]]
+            spec,
+            d_value["sim"][sim.label == s_index],
+            d_value["sim"][sim.label == b_index],
         )
-        efficiencies: dict[str, dict[str, BinnedEfficiency]] = {"signal": {}, "mistag": {}}
+        efficiencies: dict[str, dict[str, BinnedEfficiency]] = {panel: {} for panel in panels}
         factors: dict[str, ScaleFactors] = {}
         record: dict[str, Any] = {**wp.as_dict(), "corrections": {}}
-        for panel in ("signal", "mistag"):
+        for panel in panels:
             for k, j in samples.items():
                 chosen = truth[k, panel]
                 passed = d_value[k][chosen] >= wp.threshold
@@ -228,6 +258,11 @@ def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dic
         "background": request.background,
         "discriminant": f"p_{request.signal} / (p_{request.signal} + p_{request.background})",
         "pass": "discriminant >= threshold",
+        "data_truth": has_truth,
+        "control_region": request.control_region,
+        "control_region_purity_sim": float((sim.label[region["sim"]] == b_index).mean())
+        if region and region["sim"].any()
+        else None,
         "pt_edges": pt_edges.tolist(),
         "eta_edges": eta_edges.tolist(),
         "jets": {k: len(j.label) for k, j in samples.items()},
