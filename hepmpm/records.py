@@ -1,14 +1,50 @@
 """JSON records that say what a folder holds (a skim's manifest, a tokenizer, a backbone, a
-tagger), read back with errors that name the file and what was wrong with it."""
+tagger), read back with errors that name the file and what was wrong with it; and the one rule
+by which a job claims its output folder (:func:`claim_folder`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
+
+
+def settings_hash(settings: Any) -> str:
+    """16 hex digits of the SHA-256 of ``settings`` as sorted JSON: the identity of what a folder
+    was made with (a skim's, a sample's, a study's, a run's settings)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def claim_folder(out: Path, record_name: str, kind: str, settings: dict[str, Any]) -> bool:
+    """Claim the folder ``out`` for a job of ``kind`` (e.g. ``quickstart``, ``study sim-to-real``)
+    made with ``settings``; True when it already holds that job (its work goes on there).
+
+    A new or empty folder gets ``record_name`` (``{"kind", "settings_hash", "settings"}``); one
+    whose record names the same kind and settings hash is kept; one made by another job or with
+    other settings, or a non-empty folder without the record, is an error (nothing is touched).
+    """
+    out = Path(out)
+    record = out / record_name
+    digest = settings_hash(settings)
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        found = (previous.get("kind"), previous.get("settings_hash"))
+        if found != (kind, digest):
+            raise HepmpmError(
+                f"{out} holds a {found[0]} made with other settings ({found[1]} vs {digest}); "
+                "choose another --out"
+            )
+        return True
+    if out.exists() and any(out.iterdir()):
+        raise HepmpmError(f"{out} exists and is not a {kind} folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, {"kind": kind, "settings_hash": digest, "settings": settings})
+    return False
 
 
 def read_record(

@@ -8,7 +8,6 @@ same settings is kept as it is (the step is skipped); one made with other settin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from hepmpm.features import IMPACT_PARAMETER_INPUTS, get_feature_set
 from hepmpm.processors.constituent_skim import ConstituentSkim
 from hepmpm.processors.jet_selection import JetSelection
 from hepmpm.processors.running import build_fileset, make_runner
+from hepmpm.records import settings_hash
 
 SHARDS_DIR = "shards"
 
@@ -54,16 +54,12 @@ class SkimRequest:
         }
 
 
-def _settings_hash(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _existing_manifest(out: Path, settings_hash: str) -> dict[str, Any] | None:
+def _existing_manifest(out: Path, digest: str) -> dict[str, Any] | None:
     path = out / MANIFEST_NAME
     if not path.is_file():
         return None
     manifest = json.loads(path.read_text())
-    if manifest.get("settings_hash") != settings_hash:
+    if manifest.get("settings_hash") != digest:
         raise HepmpmError(
             f"{out} already holds a skim made with other settings (inputs, feature set or "
             "selection); choose another --out or delete that folder"
@@ -110,7 +106,7 @@ def _build_manifest(
         "feature_set": feature_set.name,
         "features": list(feature_set.names),
         "feature_descriptions": {f.name: f.description for f in feature_set.features},
-        "settings_hash": _settings_hash(settings),
+        "settings_hash": settings_hash(settings),
         "settings": settings,
         "datasets": {
             name: {
@@ -153,11 +149,11 @@ def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str
     fileset = build_fileset(request.inputs, request.domain)
     settings = request.settings(fileset)
     out = Path(request.out)
-    existing = _existing_manifest(out, _settings_hash(settings))
+    existing = _existing_manifest(out, settings_hash(settings))
     if existing is not None:
         return existing, {}
 
-    staging = out / f".staging-{_settings_hash(settings)}"
+    staging = out / f".staging-{settings_hash(settings)}"
     shutil.rmtree(staging, ignore_errors=True)
     skim = ConstituentSkim(
         staging,

@@ -93,7 +93,7 @@ def test_rerun_skips_everything_and_other_profiles_are_refused(interrupted_then_
     # all but the two generation steps (which check their files themselves) and the report
     assert sum(line.endswith("done before, skipped") for line in lines) == 9
     assert main([*args, "--set", "seed=2"]) == 2
-    assert "another profile" in capsys.readouterr().err
+    assert "made with other settings" in capsys.readouterr().err
 
 
 def test_bad_profile_keys_are_named(tmp_path, capsys):

@@ -195,7 +195,7 @@ def test_rerun_is_cached_and_other_config_refused(studies, capsys):
     run_study("new-classes", out, overrides=[share], tiny=True, echo=lines.append,
               show_progress=False)  # fmt: skip
     assert (out / "results.csv").read_text() == before
-    with pytest.raises(HepmpmError, match="another config"):
+    with pytest.raises(HepmpmError, match="made with other settings"):
         run_study("new-classes", out, overrides=[share, "seeds=[5, 6, 7]"], tiny=True)
     args = ["study", "new-classes", "--tiny", "--out", str(out), "--set", "seeds=[5, 6, 7]"]
     assert main(args) == 2

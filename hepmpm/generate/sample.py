@@ -10,7 +10,6 @@ renamed when complete; a re-run skips files that exist and were made with the sa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import os
@@ -41,6 +40,7 @@ from hepmpm.generate.pythia_events import (
 from hepmpm.generate.selection import select_jets
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.nanoaod import NAMINGS, NANOAOD_COMPRESSION, parse_compression
+from hepmpm.records import settings_hash
 
 #: Events per ``Pythia.nextBatch`` call. Part of the settings: the detector's random numbers are
 #: drawn per batch, so changing it changes the sample.
@@ -209,8 +209,7 @@ class SampleRequest:
         }
 
     def settings_hash(self) -> str:
-        blob = json.dumps(self.settings(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return settings_hash(self.settings())
 
     def tasks(self) -> list[FileTask]:
         tasks = []

@@ -10,13 +10,12 @@ first section says what pre-training bought.
 Each step writes into its own folder under ``OUT`` and is complete when its final file exists
 (the library writes that file last); a re-run skips complete steps and lets interrupted ones go
 on (generation and skims keep complete files, training resumes from its last checkpoint). The
-profile is stored in ``OUT/quickstart.json``; a folder made with another profile is refused.
+profile is stored in ``OUT/quickstart.json``; a folder made with another profile is refused
+(:func:`hepmpm.records.claim_folder`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.quiet import quiet_lightning
+from hepmpm.records import claim_folder
 from hepmpm.training.stages import check_stage
 
 
@@ -326,29 +325,6 @@ def plan(config: QuickstartConfig, layout: Layout, progress: bool) -> list[Step]
     ]
 
 
-def _profile_hash(config: QuickstartConfig) -> str:
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _claim(out: Path, config: QuickstartConfig) -> None:
-    """Record the profile in ``out``; refuse a folder made with another one."""
-    record = out / "quickstart.json"
-    digest = _profile_hash(config)
-    if record.is_file():
-        previous = json.loads(record.read_text()).get("profile_hash")
-        if previous != digest:
-            raise HepmpmError(
-                f"{out} holds a quickstart made with another profile ({previous} vs {digest}); "
-                "choose another --out"
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise HepmpmError(f"{out} exists and is not a quickstart folder; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record, {"profile_hash": digest, "profile": config.model_dump(mode="json")})
-
-
 def run_quickstart(
     config: QuickstartConfig,
     out: Path,
@@ -357,7 +333,7 @@ def run_quickstart(
 ) -> Path:
     """Run (or complete) every step; returns the report's HTML page."""
     out = Path(out)
-    _claim(out, config)
+    claim_folder(out, "quickstart.json", "quickstart", config.model_dump(mode="json"))
     quiet_lightning()  # keep the step lines readable
     layout = Layout(out)
     steps = plan(config, layout, show_progress)

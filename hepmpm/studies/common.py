@@ -13,7 +13,6 @@ another config is refused.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import shutil
@@ -36,6 +35,7 @@ from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.pages import Section
 from hepmpm.jetclass import CLASS_NAMES
+from hepmpm.records import claim_folder
 from hepmpm.training.stages import check_stage
 
 StudyT = TypeVar("StudyT", bound="StudyConfig")
@@ -119,24 +119,7 @@ class StudyFolder:
         self.config = config
         self.work = self.root / "work"
         self.samples = Path(config.samples_dir) if config.samples_dir else self.work / "samples"
-        self._claim(name)
-
-    def _claim(self, name: str) -> None:
-        record = self.root / "study.json"
-        dumped = self.config.model_dump(mode="json")
-        digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
-        if record.is_file():
-            previous = json.loads(record.read_text())
-            if (previous.get("study"), previous.get("config_hash")) != (name, digest):
-                raise HepmpmError(
-                    f"{self.root} holds study {previous.get('study')!r} made with another config "
-                    f"({previous.get('config_hash')} vs {digest}); choose another --out"
-                )
-            return
-        if self.root.exists() and any(self.root.iterdir()):
-            raise HepmpmError(f"{self.root} exists and is not a study folder; choose another --out")
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(record, {"study": name, "config_hash": digest, "config": dumped})
+        claim_folder(self.root, "study.json", f"study {name}", config.model_dump(mode="json"))
 
     def sample(self, spec: SampleConfig, progress: bool) -> dict[str, list[Path]]:
         """Generate (or complete) ``spec``; its ROOT files per class (several when a class has

@@ -34,7 +34,7 @@ def make_card(study: Path, pretraining: str) -> dict[str, Any]:
     """The model card of the pre-training ``pretraining`` of the study folder ``study``."""
     folder = Path(study) / "work" / "pretrain" / pretraining
     record = json.loads((folder / "backbone.json").read_text())
-    config = json.loads((Path(study) / "study.json").read_text())["config"]
+    config = json.loads((Path(study) / "study.json").read_text())["settings"]
     corpus = config["corpus"]
     metrics = read_lightning_metrics(sorted(folder.glob("logs/version_*/metrics.csv")))
     if "probe/acc" not in metrics:

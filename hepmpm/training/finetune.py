@@ -38,7 +38,6 @@ Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), `
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +75,7 @@ from hepmpm.models.store import (
     save_tagger,
 )
 from hepmpm.pretrained import resolve_backbone
+from hepmpm.records import settings_hash
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
 from hepmpm.training.runs import (
@@ -529,8 +529,7 @@ def _save_part(
 
 def config_hash(config: FinetuneConfig) -> str:
     """A short SHA-256 of the resolved config (recorded in tagger.json)."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return settings_hash(config.model_dump(mode="json"))
 
 
 def run_finetune(

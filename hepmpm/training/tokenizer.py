@@ -20,7 +20,6 @@ command does; without it, an interrupted run's folder is an error that says so.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import shutil
@@ -44,6 +43,7 @@ from hepmpm.data.index import JetIndex
 from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
 from hepmpm.data.manifest import SkimManifest, load_manifest
 from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.records import settings_hash
 from hepmpm.tokenizers.base import TokenCounts, Tokenizer
 from hepmpm.tokenizers.kmeans import (
     KMeansConfig,
@@ -331,7 +331,7 @@ def _run_hash(config: TokenizerRunConfig, manifest: SkimManifest) -> str:
         "skim": str(manifest.directory.resolve()),
         "settings_hash": manifest.raw.get("settings_hash"),
     }
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_hash(what)
 
 
 def _check_out(out: Path) -> None:
