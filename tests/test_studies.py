@@ -156,12 +156,16 @@ def test_label_efficiency(studies):
     rows = _rows(out / "results.csv")
     # scratch and finetune at both points, the lever arm only at its own.
     assert sorted((r["arm"], r["labels"]) for r in rows) == sorted(
-        [(a, n) for a in ("scratch", "finetune") for n in ("12", "24")] + [("finetune-rank", "12")]
+        [(a, n) for a in ("scratch", "finetune") for n in ("12", "24")]
+        + [("finetune-rank", "12"), ("frozen-random", "12")]
     )
     _in(rows, "accuracy", 0, 1)
     assert all(int(r["best_step"]) >= 1 for r in rows)
     ablation = {r["arm"]: r for r in _rows(out / "ablation.csv")}
     assert ablation["finetune-rank"]["lever"] == "mpm.mask_position=rank"
+    assert ablation["frozen-random"]["lever"] == "random init, not pre-trained"
+    random = json.loads((out / "work" / "pretrain" / "random" / "backbone.json").read_text())
+    assert (random["init"], random["steps"]) == ("random", 0)
     assert float(ablation["scratch"]["minus_scratch"]) == 0
     efficiency = _rows(out / "label_efficiency.csv")
     assert {r["arm"] for r in efficiency} == {"finetune"}  # the arms at every point
@@ -301,7 +305,7 @@ def test_report_only_trains_nothing(studies, tmp_path):
     fresh = tmp_path / "fresh"  # nothing trained there: every run is listed as missing
     run_study("label-efficiency", fresh, overrides=[share], tiny=True, echo=lines.append,
               show_progress=False, report_only=True)  # fmt: skip
-    assert any(line.startswith("not run yet (5)") for line in lines)
+    assert any(line.startswith("not run yet (6)") for line in lines), lines
     assert not (fresh / "work" / "runs").exists()
     with pytest.raises(HepmpmError, match="no report-only mode"):
         run_study("label-scan", tmp_path / "x", tiny=True, report_only=True)

@@ -160,6 +160,19 @@ class StudyFolder:
         run_skim(request, show_progress=progress)
         return out
 
+    def random_backbone(self, name: str, skim: Path) -> Path:
+        """The pre-training stage's backbone at random initialisation (``pretrain_seed``) in
+        ``work/pretrain/NAME``: the control arm of what pre-training adds."""
+        from hepmpm.training.pretrain import save_random_backbone
+
+        out = self.work / "pretrain" / name
+        if not (out / "backbone.json").is_file() and not self.report_only:
+            stage = self.config.pretrain
+            save_random_backbone(
+                stage.config, skim, out, stage.overrides, seed=self.config.pretrain_seed
+            )
+        return out
+
     def pretrain(
         self, name: str, skim: Path, progress: bool, extra_overrides: Sequence[str] = ()
     ) -> Path:

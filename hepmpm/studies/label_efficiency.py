@@ -9,8 +9,10 @@ compared. The pre-training never sees a labelled jet.
 
 Every arm has its own fine-tuning stage (so its own learning rate), the same step budget, and
 is tested at its best validation point (:mod:`hepmpm.training.finetune`). Arms name a
-pre-training: ``pretrain`` (the study's main recipe) or one of ``variants`` (the main recipe
-with overrides: one lever each), so that an ablation pulls one lever at a time.
+pre-training: ``pretrain`` (the study's main recipe), one of ``variants`` (the main recipe
+with overrides: one lever each), so that an ablation pulls one lever at a time, or ``random``:
+the same backbone at random initialisation, never trained (the control that separates what
+pre-training learned from what a frozen random transformer already gives).
 
 Results: ``results.csv`` (arm × labels × seed), ``aggregated.csv`` (mean ± std),
 ``accuracy_vs_labels.png`` / ``mean_rejection_50_vs_labels.png``, ``label_efficiency.csv``
@@ -49,6 +51,7 @@ from hepmpm.studies.common import (
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 MAIN = "pretrain"  #: the name of the main pre-training (variants: their own names)
+RANDOM = "random"  #: the main recipe's backbone at random initialisation (no pre-training)
 
 
 class Arm(StrictModel):
@@ -57,7 +60,7 @@ class Arm(StrictModel):
     name: str = Field(description="e.g. scratch, frozen, finetune, finetune-order")
     mode: Literal["scratch", "frozen", "finetune"]
     pretraining: str | None = Field(
-        None, description="'pretrain' or a variant's name (None for scratch)"
+        None, description="'pretrain', a variant's name or 'random' (None for scratch)"
     )
     finetune: Stage | None = Field(None, description="None: the study's finetune stage")
     overrides: list[str] = Field(
@@ -109,7 +112,7 @@ class LabelEfficiencyConfig(StudyConfig):
             raise ValueError(f"arm names must be unique; got {names}")
         if self.reference not in names:
             raise ValueError(f"reference {self.reference!r} is not an arm ({', '.join(names)})")
-        known = {MAIN, *self.variants}
+        known = {MAIN, RANDOM, *self.variants}
         for arm in self.arms:
             if arm.mode == "scratch" and arm.pretraining is not None:
                 raise ValueError(f"arm {arm.name!r}: scratch takes no pretraining")
@@ -168,7 +171,9 @@ def run(
         """The pre-training ``name`` (run the first time an arm needs it)."""
         if name is None:
             return None
-        if name not in backbones:
+        if name not in backbones and name == RANDOM:
+            backbones[name] = folder.random_backbone(name, corpus)
+        elif name not in backbones:
             extra = [f"probe.skim={labelled}", *config.variants.get(name, [])]
             backbones[name] = folder.pretrain(name, corpus, progress, extra)
             echo(f"pre-trained {name}: {backbones[name]}")
@@ -234,7 +239,9 @@ def run(
         rows.append(row)
     if missing:
         echo(f"not run yet ({len(missing)}): {', '.join(missing)}")
-    backbones = {n: p for n, p in backbones.items() if (p / "backbone.json").is_file()}
+    backbones = {
+        n: p for n, p in backbones.items() if n != RANDOM and (p / "backbone.json").is_file()
+    }
     return report(config, folder, rows, backbones, lr_rows)
 
 
@@ -330,7 +337,11 @@ def ablation_rows(
         entry = table.get((arm.name, n))
         if entry is None:
             continue
-        lever = " ".join(config.variants.get(arm.pretraining or "", [])) or "-"
+        lever = (
+            "random init, not pre-trained"
+            if arm.pretraining == RANDOM
+            else (" ".join(config.variants.get(arm.pretraining or "", [])) or "-")
+        )
         diff = entry["accuracy_mean"] - ref["accuracy_mean"]
         spread = math.hypot(entry["accuracy_std"], ref["accuracy_std"])
         rows.append(

@@ -34,9 +34,10 @@ from pydantic import Field
 from hepmpm import __version__
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.data.loader import make_dataloader
+from hepmpm.data.manifest import load_manifest
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, get_feature_set
-from hepmpm.models.backbone import BackboneConfig, count_parameters
+from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
 from hepmpm.models.mpm import (
     TOKEN_TARGETS,
     MaskedParticleModel,
@@ -298,6 +299,26 @@ def _initial_weights(
         module.model.backbone.load_state_dict(backbone.state_dict())
         weights = "backbone"
     return {"from": str(init), "folder": str(folder), "weights": weights}
+
+
+def save_random_backbone(
+    config_path: str | Path,
+    data: Path,
+    out: Path,
+    overrides: list[str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """The backbone of a pre-training config at random initialisation (seeded; no training),
+    saved as a pre-training folder ``out`` (``backbone.pt`` + ``backbone.json``, ``"init":
+    "random"``) for the skim ``data``'s feature set: the control that tells what pre-training
+    adds beyond the architecture (a frozen random transformer already gives useful features)."""
+    config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
+    feature_set = load_manifest(Path(data)).feature_set
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = Backbone(feature_set, config.backbone)
+    save_backbone(backbone, Path(out), extra={"init": "random", "seed": seed, "steps": 0})
+    return Path(out)
 
 
 def run_pretrain(
