@@ -6,6 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hepmpm.evaluation.metrics import (
+    classification_metrics,
+    mean_rejection,
+    mean_rejection_of_scores,
+)
 from hepmpm.evaluation.uncertainty import binomial_error, bootstrap
 
 
@@ -36,3 +41,19 @@ def test_paired_difference_is_tighter_than_the_errors_combined():
     paired = bootstrap(lambda i: a[i].mean() - b[i].mean(), len(a), resamples=500).std()
     combined = np.hypot(binomial_error(a.mean(), len(a)), binomial_error(b.mean(), len(b)))
     assert paired < 0.5 * combined
+
+
+@pytest.mark.parametrize("separation", [1.5, 30.0])  # 30: no QCD jet passes, unbounded
+def test_mean_rejection_of_scores_equals_the_full_metrics(separation):
+    """The bootstrap's lean rejection is the one of classification_metrics, bound included."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 800)
+    logits = rng.normal(size=(800, 4))
+    logits[np.arange(800), labels] += separation
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    names = ["QCD", "Hbb", "Wqq", "Tbqq"]
+    full = mean_rejection(classification_metrics(probs, labels, names))
+    assert mean_rejection_of_scores(probs, labels, names) == pytest.approx(full)
+    if separation > 10:
+        assert full == (labels == 0).sum()  # every class bounded by the QCD jets there are

@@ -155,10 +155,36 @@ def mean_rejection(test: dict[str, Any], key: str = "rejection_50") -> float:
     per_class = test["per_class"]
     n_qcd = per_class.get("QCD", {}).get("n_jets", 0)
     values = [
-        min(entry[key], float(n_qcd))
+        entry[key]
         for name, entry in per_class.items()
-        if name != "QCD" and entry.get(key) is not None
+        if name != BACKGROUND and entry.get(key) is not None
     ]
+    return _bounded_mean(values, n_qcd)
+
+
+def mean_rejection_of_scores(
+    scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], efficiency: float = 0.5
+) -> float:
+    """:func:`mean_rejection` straight from scores [N, C] and class positions [N] at one
+    signal ``efficiency``, without the rest of :func:`classification_metrics` (for the many
+    evaluations of a bootstrap); ``nan`` without QCD jets or without any signal jet."""
+    names = list(class_names)
+    background = names.index(BACKGROUND)
+    is_background = labels == background
+    values = []
+    for c in range(len(names)):
+        is_signal = labels == c
+        if c == background or not is_signal.any() or not is_background.any():
+            continue
+        score = versus_background_score(scores, c, background)
+        values.append(background_rejection(score[is_signal], score[is_background], efficiency))
+    return _bounded_mean(values, int(is_background.sum()))
+
+
+def _bounded_mean(rejections: Sequence[float], n_background: int) -> float:
+    """The mean of ``rejections``, each at most ``n_background`` (an unbounded one: no QCD jet
+    passes, the bound the sample can show); ``nan`` when there are none."""
+    values = [min(r, float(n_background)) for r in rejections]
     return float(np.mean(values)) if values else float("nan")
 
 

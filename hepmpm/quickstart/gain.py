@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hepmpm.evaluation.metrics import classification_metrics, mean_rejection
+from hepmpm.evaluation.metrics import mean_rejection_of_scores as _rejection
 from hepmpm.evaluation.uncertainty import binomial_error, bootstrap
 
 if TYPE_CHECKING:
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 DOMAINS = ("sim", "data")
 #: Bootstrap resamples of every rejection and difference (seconds on 1000 test jets).
 RESAMPLES = 200
-
-
-def _rejection(scores: np.ndarray, truth: np.ndarray, names: list[str]) -> float:
-    return mean_rejection(classification_metrics(scores, truth, names))
 
 
 def _spread(values: np.ndarray) -> float:
@@ -152,9 +148,10 @@ def gain_lines(differences: list[dict[str, Any]], init: str | None) -> list[str]
     for d in differences:
         delta, error = d["accuracy_difference"], d["accuracy_difference_error"]
         verdict = (
-            ("pre-training helps" if delta > 0 else "pre-training hurts")
+            ("pre-trained better" if delta > 0 else "scratch better")
+            + " by more than twice the error"
             if abs(delta) > 2 * error
-            else "within the test-set error"
+            else "within twice the test-set error"
         )
         lines.append(
             f"{d['labels']} labels, {d['domain']}: accuracy {delta:+.3f} ± {error:.3f} ({verdict})."
