@@ -279,7 +279,8 @@ def test_study_samples_keep_every_file_of_a_class(tmp_path, monkeypatch):
     from functools import partial
 
     from hepmpm.generate import sample as sample_module
-    from hepmpm.studies.common import SampleConfig, Stage, StudyConfig, StudyFolder, sample_paths
+    from hepmpm.studies.common import SampleConfig, StudyConfig, StudyFolder, sample_paths
+    from hepmpm.training.stages import Stage
 
     monkeypatch.setattr(
         sample_module, "SampleRequest", partial(sample_module.SampleRequest, jets_per_file=20)

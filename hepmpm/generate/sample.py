@@ -19,12 +19,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
+from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
 from hepmpm.generate.detector import Detector
 from hepmpm.generate.jets import cluster_jets, softdrop_mass
@@ -50,6 +53,13 @@ MAX_EVENTS_WITHOUT_JET = 20_000
 MANIFEST_NAME = "generation.json"
 
 ProgressCallback = Callable[[int], None]
+
+
+class GeneratedSample(StrictModel):
+    """The generator preset and size of a sample a study or the quickstart makes itself."""
+
+    preset: Literal["sim", "data"] = "sim"
+    jets_per_class: int = Field(ge=1)
 
 
 @dataclass(frozen=True)

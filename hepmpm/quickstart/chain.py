@@ -26,27 +26,14 @@ from pydantic import Field
 
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
+from hepmpm.generate.sample import GeneratedSample
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.quiet import quiet_lightning
 from hepmpm.records import claim_folder
-from hepmpm.training.stages import check_stage
+from hepmpm.training.stages import Stage, check_stage
 
 
-class SampleConfig(StrictModel):
-    """One generated sample: its generator preset and size."""
-
-    preset: Literal["sim", "data"]
-    jets_per_class: int = Field(ge=1)
-
-
-class StepConfig(StrictModel):
-    """A training step: a packaged config name (or YAML path) and ``key=value`` overrides."""
-
-    config: str
-    overrides: list[str] = Field(default_factory=list)
-
-
-class PretrainStepConfig(StepConfig):
+class PretrainStepConfig(Stage):
     """Pre-training: the step's config, and the weights it starts from."""
 
     init: str | None = Field(
@@ -55,7 +42,7 @@ class PretrainStepConfig(StepConfig):
     )
 
 
-class FinetuneStepConfig(StepConfig):
+class FinetuneStepConfig(Stage):
     """Fine-tuning: the step's config, the mode and the labelled jets of each tagger."""
 
     mode: Literal["frozen", "finetune"] = "finetune"
@@ -73,11 +60,11 @@ class QuickstartConfig(StrictModel):
     workers: int = Field(2, ge=1, description="generator processes")
     feature_set: Literal["part17", "mpm7id"] = "part17"
     classes: list[str]
-    sim: SampleConfig
-    data: SampleConfig
+    sim: GeneratedSample
+    data: GeneratedSample
     pretrain: PretrainStepConfig
     finetune: FinetuneStepConfig
-    scratch: StepConfig | None = Field(
+    scratch: Stage | None = Field(
         None,
         description="the reference arm: the same tagger from random weights on the same jets "
         "(its own config: its own learning rate)",

@@ -34,9 +34,10 @@ from hepmpm.config import (
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.pages import Section
+from hepmpm.generate.sample import GeneratedSample
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.records import claim_folder
-from hepmpm.training.stages import check_stage
+from hepmpm.training.stages import Stage, check_stage
 
 StudyT = TypeVar("StudyT", bound="StudyConfig")
 
@@ -44,18 +45,10 @@ StudyT = TypeVar("StudyT", bound="StudyConfig")
 TINY_KEY = "tiny"
 
 
-class Stage(StrictModel):
-    """A training stage: a packaged config name (``tiny``, ``small``) or YAML path, and
-    ``key=value`` overrides of it."""
+class SampleConfig(GeneratedSample):
+    """A study's generated sample: a :class:`~hepmpm.generate.sample.GeneratedSample` with its
+    own classes and seed (a study draws several samples)."""
 
-    config: str
-    overrides: list[str] = Field(default_factory=list)
-
-
-class SampleConfig(StrictModel):
-    """A generated sample: generator preset, classes and jets per class (Pythia 8 + FastJet)."""
-
-    preset: Literal["sim", "data"] = "sim"
     classes: list[str]
     jets_per_class: int = Field(ge=10)
     seed: int = Field(1, ge=0)

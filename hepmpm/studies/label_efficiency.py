@@ -37,7 +37,6 @@ from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.evaluation.plots import probe_curves, read_lightning_metrics
 from hepmpm.studies.common import (
     SampleConfig,
-    Stage,
     StudyConfig,
     StudyFolder,
     aggregated_section,
@@ -48,6 +47,7 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
+from hepmpm.training.stages import Stage
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 MAIN = "pretrain"  #: the name of the main pre-training (variants: their own names)

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from hepmpm.config import load_config, resolve_config_path
+from pydantic import Field
+
+from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import ConfigError
 
 StageKind = Literal["tokenizer", "pretrain", "finetune"]
+
+
+class Stage(StrictModel):
+    """A training stage of a study or the quickstart: a packaged config name (``tiny``,
+    ``compact``) or YAML path, and ``key=value`` overrides of it."""
+
+    config: str
+    overrides: list[str] = Field(default_factory=list)
 
 
 def check_stage(kind: StageKind, config: str, overrides: list[str], where: str) -> None:
