@@ -1,8 +1,8 @@
 """ONNX inference and tagging throughput, measured in one run.
 
 1. **Model throughput**: onnxruntime (CPU) against torch eager (CPU, ``torch.no_grad``) on the
-   same random realistic jets (:func:`hepmpm.export.jets.random_jets`: 36..64 particles, ~50 on
-   average, padded to 64), at batch 1 (CMSSW tags one jet at a time: also the latency per jet)
+   same random realistic jets (:func:`hepmpm.export.random_jets.random_jets`: 36..64 particles,
+   ~50 on average, padded to 64), at batch 1 (CMSSW tags one jet at a time: also the latency per jet)
    and batch 256. Jets/s and the ORT/torch ratio. Both use their default thread counts (all
    cores) unless ``--threads`` sets both; the model is a fresh tagger of ``--size`` (random
    weights do not change the cost).
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from hepmpm.export import OnnxTagger, export_tagger
-from hepmpm.export.jets import random_jets
 from hepmpm.export.onnx_tagger import pad_batch
+from hepmpm.export.random_jets import random_jets
 from hepmpm.export.runtime import make_session, run_probs
 
 from hepmpm.data.shards import particle_features

@@ -25,8 +25,8 @@ import numpy as np
 import onnx
 import torch
 from hepmpm.export.cmssw import preprocess_record
-from hepmpm.export.jets import random_jets
 from hepmpm.export.metadata import LAYOUTS, ModelInfo, model_info, write_metadata
+from hepmpm.export.random_jets import random_jets
 from hepmpm.export.runtime import INPUT_NAMES, OUTPUT_NAMES, make_session, run_probs
 from torch import nn
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from hepmpm.export.jets import random_jets
 from hepmpm.export.metadata import ModelInfo, check_features, read_model_info, write_metadata
+from hepmpm.export.random_jets import random_jets
 from hepmpm.export.runtime import make_session, run_probs
 
 from hepmpm.atomic import atomic_path

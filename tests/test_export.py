@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from hepmpm.export import OnnxTagger, export_tagger, quantize_model, read_model_info
-from hepmpm.export.jets import random_jets
+from hepmpm.export.random_jets import random_jets
 from tagger_models import make_tagger_dir
 
 from hepmpm.cli import main

@@ -173,7 +173,7 @@ def test_multiplicity_batches_equal_one_padded_call(model):
     differently (the same jet alone at its own length differs from it padded to 128 by up to
     1.4e-6 on this sharpened test model); batch composition itself changes nothing."""
     from hepmpm.export import OnnxTagger
-    from hepmpm.export.jets import random_jets
+    from hepmpm.export.random_jets import random_jets
     from hepmpm.export.runtime import make_session, run_probs
 
     from hepmpm.features import get_feature_set

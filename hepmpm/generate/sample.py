@@ -31,7 +31,8 @@ from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
 from hepmpm.generate.detector import Detector
 from hepmpm.generate.jets import cluster_jets, softdrop_mass
-from hepmpm.generate.nanoaod import NanoAODBuilder
+from hepmpm.generate.labelling import label_jets
+from hepmpm.generate.nanoaod_writer import NanoAODBuilder
 from hepmpm.generate.preset import GeneratorPreset
 from hepmpm.generate.processes import PROCESSES
 from hepmpm.generate.pythia_events import (
@@ -40,7 +41,6 @@ from hepmpm.generate.pythia_events import (
     PythiaGenerator,
     check_pythia_settings,
 )
-from hepmpm.generate.selection import select_jets
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.nanoaod import NAMINGS, NANOAOD_COMPRESSION, parse_compression
 from hepmpm.records import settings_hash
@@ -141,7 +141,7 @@ def generate_file(task: FileTask, progress: ProgressCallback | None = None) -> F
         with timer("clustering"):
             jets = cluster_jets(candidates, batch.n_events, jet_config)
         with timer("selection"):
-            chosen = select_jets(batch, jets, process, label, jet_config)
+            chosen = label_jets(batch, jets, process, label, jet_config)
             chosen = chosen[: task.n_jets - builder.n_jets]
         if len(chosen) == 0:
             events_since_jet += batch.n_events

@@ -65,10 +65,12 @@ def matched_jets(
     return np.array(sorted(selected), dtype=np.int64)
 
 
-def select_jets(
+def label_jets(
     batch: EventBatch, jets: Jets, process: JetProcess, label: int, config: JetConfig
 ) -> np.ndarray:
-    """Indices (into ``jets``) of the jets to write for class ``label``, in event order."""
+    """Indices (into ``jets``) of the jets written, with truth label ``label``, in event order
+    (the generator's choice; the skim's selection of model inputs is
+    :func:`hepmpm.processors.jet_selection.select_jets`)."""
     if process.resonance is None:
         return leading_jets(jets, config)
     return matched_jets(batch, jets, process, label, config)
