@@ -2,8 +2,8 @@
 
 1. **Model throughput**: onnxruntime (CPU) against torch eager (CPU, ``torch.no_grad``) on the
    same random realistic jets (:func:`hepmpm.export.random_jets.random_jets`: 36..64 particles,
-   ~50 on average, padded to 64), at batch 1 (CMSSW tags one jet at a time: also the latency per jet)
-   and batch 256. Jets/s and the ORT/torch ratio. Both use their default thread counts (all
+   ~50 on average, padded to 64), at batch 1 (CMSSW tags one jet at a time: also the latency
+   per jet) and batch 256. Jets/s and the ORT/torch ratio. Both use their default thread counts (all
    cores) unless ``--threads`` sets both; the model is a fresh tagger of ``--size`` (random
    weights do not change the cost).
 2. **Tagging throughput**: ``hepmpm.tag.run_tag`` (the TaggerProcessor with the exported model,
