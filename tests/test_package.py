@@ -41,6 +41,8 @@ def test_processors_and_export_are_subpackages(tmp_path):
 
 
 def test_every_package_folder_is_declared_in_pyproject():
+    """Every folder holding Python modules is a regular package (an ``__init__.py``: a namespace
+    folder would not be installed) and is listed in pyproject's packages."""
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
@@ -50,10 +52,38 @@ def test_every_package_folder_is_declared_in_pyproject():
     on_disk = set()
     for top, name in (("hepmpm", "hepmpm"), ("processors", "hepmpm.processors"),
                       ("export", "hepmpm.export"), ("configs", "hepmpm.configs")):  # fmt: skip
-        for init in (root / top).rglob("__init__.py"):
-            parts = init.parent.relative_to(root / top).parts
-            on_disk.add(".".join((name, *parts)))
+        folders = {p.parent for p in (root / top).rglob("*.py") if "__pycache__" not in p.parts}
+        for folder in folders:
+            assert (folder / "__init__.py").is_file(), f"{folder} has modules but no __init__.py"
+            on_disk.add(".".join((name, *folder.relative_to(root / top).parts)))
     assert on_disk <= declared, f"add to pyproject packages: {sorted(on_disk - declared)}"
+
+
+def test_a_built_wheel_holds_every_module_config_and_shipped_backbone(tmp_path):
+    """What a non-editable install gets: every module, packaged config and shipped weight."""
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True, cwd=tmp_path,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("hepmpm-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"hepmpm/{p.relative_to(root / 'hepmpm').as_posix()}"
+        for p in (root / "hepmpm").rglob("*")
+        if p.suffix in (".py", ".pt", ".json") and "__pycache__" not in p.parts
+    }
+    expected |= {
+        f"hepmpm/{top}/{p.relative_to(root / top).as_posix()}"
+        for top in ("processors", "export")
+        for p in (root / top).rglob("*.py")
+    }
+    expected |= {f"hepmpm/configs/{p.relative_to(root / 'configs').as_posix()}"
+                 for p in (root / "configs").rglob("*.yaml")}  # fmt: skip
+    assert not expected - names, f"missing from the wheel: {sorted(expected - names)[:10]}"
 
 
 def test_presets_are_packaged():
