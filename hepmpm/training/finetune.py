@@ -86,7 +86,7 @@ from hepmpm.training.runs import (
     make_trainer,
     start_run_folder,
 )
-from hepmpm.training.schedule import OptimizerConfig, lr_factor
+from hepmpm.training.schedule import OptimizerConfig, decay_groups, lr_factor
 from hepmpm.weights import save_weights
 
 Tagger = JetTagger | ParTTagger
@@ -288,7 +288,7 @@ class FinetuneModule(L.LightningModule):
             ratio = 1.0 if c.mode == "scratch" else c.backbone_lr_ratio
             parts.append((self.tagger.backbone, o.lr * ratio, backbone_schedule))
         for module, lr, schedule in parts:
-            for group in _decay_groups(module, o.weight_decay, skip):
+            for group in decay_groups(module, o.weight_decay, skip):
                 groups.append({**group, "lr": lr})
                 schedules.append(schedule)
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
@@ -297,24 +297,6 @@ class FinetuneModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-
-def _decay_groups(
-    module: torch.nn.Module, weight_decay: float, skip: set[str] | None = None
-) -> list[dict[str, Any]]:
-    """Parameter groups of ``module``: matrices decay, biases/norms/embedding tables and the
-    parameters named in ``skip`` do not."""
-    decay, no_decay = [], []
-    skip = skip or set()
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            decays = p.ndim >= 2 and "embed.categorical" not in name and name not in skip
-            (decay if decays else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
 
 
 class FinetuneDataModule(JetDataModule):

@@ -57,7 +57,7 @@ from hepmpm.training.runs import (
     make_trainer,
     start_run_folder,
 )
-from hepmpm.training.schedule import OptimizerConfig, lr_factor
+from hepmpm.training.schedule import OptimizerConfig, decay_groups, lr_factor
 from hepmpm.weights import load_weights, save_weights
 
 #: The whole masked-particle model (backbone, mask tokens, decoder, heads) of a finished run.
@@ -191,16 +191,8 @@ class MPMModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.config.optimizer
-        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        decay = [p for n, p in trainable if p.ndim >= 2 and "embed.categorical" not in n]
-        no_decay = [p for n, p in trainable if not (p.ndim >= 2 and "embed.categorical" not in n)]
         optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": c.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=c.lr,
-            betas=c.betas,
+            decay_groups(self.model, c.weight_decay), lr=c.lr, betas=c.betas
         )
         total = self.config.trainer.schedule_steps or self.config.trainer.max_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, c))

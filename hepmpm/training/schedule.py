@@ -1,10 +1,13 @@
-"""Learning-rate schedules: linear warm-up, then cosine or linear decay to ``min_lr_ratio``."""
+"""The optimizer rules every hepmpm training shares: AdamW with linear warm-up, then cosine or
+linear decay to ``min_lr_ratio`` (:func:`lr_factor`), and one weight-decay rule
+(:func:`decay_groups`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
+import torch
 from pydantic import Field
 
 from hepmpm.config import StrictModel
@@ -33,3 +36,22 @@ def lr_factor(step: int, total_steps: int, config: OptimizerConfig) -> float:
         0.5 * (1 + math.cos(math.pi * progress)) if config.schedule == "cosine" else 1 - progress
     )
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * decay
+
+
+def decay_groups(
+    module: torch.nn.Module, weight_decay: float, skip: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups of ``module``'s trainable parameters, the one weight-decay rule
+    of every hepmpm training: matrices decay, biases, norms, embedding tables and the
+    parameters named in ``skip`` do not."""
+    decay, no_decay = [], []
+    skip = skip or set()
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            decays = p.ndim >= 2 and "embed.categorical" not in name and name not in skip
+            (decay if decays else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]

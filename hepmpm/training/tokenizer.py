@@ -64,7 +64,7 @@ from hepmpm.tokenizers.vqvae import (
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
 from hepmpm.training.runs import TrainerConfig, fit, last_checkpoint, make_trainer
-from hepmpm.training.schedule import OptimizerConfig, lr_factor
+from hepmpm.training.schedule import OptimizerConfig, decay_groups, lr_factor
 
 RUN_FILE = "run.json"
 
@@ -196,7 +196,7 @@ class VQVAEModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.optimizer_config
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay
+            decay_groups(self.tokenizer, c.weight_decay), lr=c.lr, betas=c.betas
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, self.schedule_steps, c)
