@@ -61,12 +61,19 @@ def test_every_package_folder_is_declared_in_pyproject():
 
 def test_a_built_wheel_holds_every_module_config_and_shipped_backbone(tmp_path):
     """What a non-editable install gets: every module, packaged config and shipped weight."""
+    import shutil
     import zipfile
 
     root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy: setuptools builds in the source tree (build/)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in ("hepmpm", "processors", "export", "configs"):
+        shutil.copytree(root / name, source / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(root)],
+         "-w", str(tmp_path), str(source)],
         check=True, capture_output=True, cwd=tmp_path,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("hepmpm-*.whl")

@@ -407,19 +407,12 @@ def test_scores(
 
 
 def evaluate_tagger(
-    tagger: Tagger,
-    data: Path | JetIndex,
-    labels: list[int],
-    split: str | None = "test",
-    domains: list[str] | None = None,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
+    tagger: Tagger, data: Path | JetIndex, labels: list[int], *where: Any, **how: Any
 ) -> dict[str, Any]:
     """Metrics (:func:`~hepmpm.evaluation.metrics.classification_metrics`) of ``tagger`` on the
-    jets :func:`test_scores` scores."""
-    return classification_metrics(
-        *test_scores(tagger, data, labels, split, domains, batch_size, device)
-    )
+    jets :func:`test_scores` scores (``where``/``how``: its ``split``, ``domains``,
+    ``batch_size``, ``device``)."""
+    return classification_metrics(*test_scores(tagger, data, labels, *where, **how))
 
 
 def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
