@@ -310,3 +310,22 @@ def test_report_only_trains_nothing(studies, tmp_path):
     assert not (fresh / "work" / "runs").exists()
     with pytest.raises(HepmpmError, match="no report-only mode"):
         run_study("label-scan", tmp_path / "x", tiny=True, report_only=True)
+
+
+def test_probe_scan_compares_every_backbone_with_the_random_one(studies, tmp_path, capsys):
+    """The probe of each pre-training and of the random-init control at several label counts."""
+    from hepmpm.studies.probe_scan import main as probe_scan
+
+    out = studies["label-efficiency"]
+    args = ["--study", str(out), "--labels", "6,12", "--draws", "2", "--score-jets", "9"]
+    assert probe_scan([*args, "--out", str(tmp_path)]) == 0
+    rows = _rows(tmp_path / "probe_vs_labels.csv")
+    assert [(r["labels"], r["draw"]) for r in rows] == [
+        ("6", "0"),
+        ("6", "1"),
+        ("12", "0"),
+        ("12", "1"),
+    ]
+    assert {"pretrain", "rank", "random"} <= set(rows[0])
+    _in(rows, "random", 0, 1)
+    assert "| 12 |" in capsys.readouterr().out
