@@ -7,11 +7,11 @@ For every backbone in ``work/pretrain/`` (each pre-training, and ``random``: the
 architecture at random initialisation, never trained), a logistic regression on the frozen jet
 embedding (:mod:`hepmpm.training.probe`) fitted on N class-balanced train-split jets of the
 study's labelled sample and scored on ``--score-jets`` of its val-split jets, for each N and
-``--draws`` draws of the N jets (a draw also picks the scored jets). The online probe of a pre-training
-compares with one random twin at one N; this says how the gain over random features changes
-with the labels a downstream tagger has, with the spread over draws. Writes
-``probe_vs_labels.csv`` / ``.json`` (one row per N and draw, one column per backbone) and prints
-the mean ± std table.
+``--draws`` draws of the N jets (a draw also picks the scored jets). The online probe of a
+pre-training compares with one random twin at one N; this says how the gain over random
+features changes with the labels a downstream tagger has, with the spread over draws. Writes
+``probe_vs_labels.csv`` / ``.json`` (one row per N and draw, one column per backbone) and
+prints the mean ± std table.
 """
 
 from __future__ import annotations
