@@ -27,11 +27,12 @@ class Section:
 
 
 def format_cell(value: object) -> str:
-    """Numbers to 3 significant decimals, ``None`` as an en dash, the rest as text."""
+    """Numbers to 3 decimals (3 significant digits below 0.01, e.g. a learning rate of 3e-4,
+    and from 1000 up), ``None`` as an en dash, the rest as text."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
+        return f"{value:.3f}" if 0.01 <= abs(value) < 1000 or value == 0 else f"{value:.3g}"
     return str(value)
 
 
