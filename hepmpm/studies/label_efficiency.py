@@ -426,8 +426,7 @@ def _table_section(
     title: str, rows: Sequence[dict[str, Any]], figures: Sequence[Path] = ()
 ) -> Section:
     header = list(rows[0])
-    cells = [[f"{v:.3f}" if isinstance(v, float) else v for v in row.values()] for row in rows]
-    return Section(title, table=(header, cells), figures=figures)
+    return Section(title, table=(header, [list(row.values()) for row in rows]), figures=figures)
 
 
 def _setup_text(config: LabelEfficiencyConfig) -> str:
