@@ -43,11 +43,12 @@ def test_report_shows_the_chain(interrupted_then_completed):
     out, _ = interrupted_then_completed
     report = out / "report"
     markdown = (report / "report.md").read_text()
-    for figure in ("accuracy_vs_labels", "roc", "scores", "features", "training_curves"):
+    for figure in ("accuracy_vs_labels", "rejection_vs_labels", "roc", "scores", "features",
+                   "training_curves"):  # fmt: skip
         assert (report / "figures" / f"{figure}.png").stat().st_size > 10_000
         assert f"figures/{figure}.png" in markdown
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5  # one self-contained page
+    assert html.count("data:image/png;base64,") == 6  # one self-contained page
     row = re.search(r"\| accuracy \| ([\d.]+) \| ([\d.]+) \|", markdown)
     assert row, markdown
     assert 0 <= float(row.group(1)) <= 1 and 0 <= float(row.group(2)) <= 1

@@ -159,8 +159,9 @@ def gain_lines(differences: list[dict[str, Any]], init: str | None) -> list[str]
     return lines
 
 
-def accuracy_curves(arms: list[dict[str, Any]], path: Path) -> Path:
-    """Test accuracy ± binomial error against labelled jets, one curve per arm and domain."""
+def curves_vs_labels(arms: list[dict[str, Any]], key: str, ylabel: str, path: Path) -> Path:
+    """Each arm's ``key`` (``accuracy``, ``mean_rejection_50``) ± its error against the labelled
+    jets, one curve per arm and domain."""
     from hepmpm.evaluation.plots import mean_std_curves
 
     labels = sorted({r["labels"] for r in arms})
@@ -169,6 +170,6 @@ def accuracy_curves(arms: list[dict[str, Any]], path: Path) -> Path:
         for domain in DOMAINS:
             rows = {r["labels"]: r for r in arms if (r["arm"], r["domain"]) == (arm, domain)}
             if len(rows) == len(labels):
-                values = [(rows[n]["accuracy"], rows[n]["accuracy_error"]) for n in labels]
+                values = [(rows[n][key], rows[n][f"{key}_error"]) for n in labels]
                 curves[f"{arm}, {domain}"] = tuple(map(list, zip(*values, strict=True)))
-    return mean_std_curves(labels, curves, path, "labelled sim jets", "test accuracy")
+    return mean_std_curves(labels, curves, path, "labelled sim jets", ylabel)

@@ -24,7 +24,7 @@ from hepmpm.evaluation import plots
 from hepmpm.evaluation.metrics import classification_metrics
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.models.store import read_tagger_record
-from hepmpm.quickstart.gain import accuracy_curves, arm_scores, gain_lines, gain_rows, gain_table
+from hepmpm.quickstart.gain import arm_scores, curves_vs_labels, gain_lines, gain_rows, gain_table
 
 if TYPE_CHECKING:
     from hepmpm.quickstart.chain import Layout, QuickstartConfig
@@ -108,7 +108,13 @@ def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> Quickst
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)
 
-    gain = accuracy_curves(arms, figures / "accuracy_vs_labels.png")
+    gain = [
+        curves_vs_labels(arms, "accuracy", "test accuracy", figures / "accuracy_vs_labels.png"),
+        curves_vs_labels(
+            arms, "mean_rejection_50", "mean QCD rejection at 50% signal eff.",
+            figures / "rejection_vs_labels.png",
+        ),
+    ]  # fmt: skip
     curves = plots.training_curves(
         {
             "pre-training (MPM, data)": _logs(layout.pretrain),
@@ -136,7 +142,7 @@ def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> Quickst
             "What pre-training buys",
             gain_lines(differences, config.pretrain.init),
             table=gain_table(arms, differences),
-            figures=[gain],
+            figures=gain,
         ),
         Section(
             "What ran",
