@@ -91,7 +91,9 @@ class JetDataModule(L.LightningDataModule):
         self.feature_set = self.manifest.feature_set
         self.index = JetIndex.from_skim(self.manifest)
 
-    def _dataset(self, split: str, shuffle: bool, training: bool = True) -> JetDataset:
+    def _dataset(
+        self, split: str, shuffle: bool, training: bool = True, limit: int | None = None
+    ) -> JetDataset:
         c = self.config
         return JetDataset(
             self.index,
@@ -106,6 +108,7 @@ class JetDataModule(L.LightningDataModule):
             drop_last=shuffle and training,
             cache=c.cache,
             bucket=c.bucket and training,
+            limit=limit,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -86,7 +86,7 @@ from hepmpm.training.runs import (
     make_trainer,
     start_run_folder,
 )
-from hepmpm.training.schedule import OptimizerConfig, decay_groups, lr_factor
+from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.weights import save_weights
 
 Tagger = JetTagger | ParTTagger
@@ -291,12 +291,7 @@ class FinetuneModule(L.LightningModule):
             for group in decay_groups(module, o.weight_decay, skip):
                 groups.append({**group, "lr": lr})
                 schedules.append(schedule)
-        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return adamw_stepwise(groups, o, schedules)
 
 
 class FinetuneDataModule(JetDataModule):

@@ -57,7 +57,7 @@ from hepmpm.training.runs import (
     make_trainer,
     start_run_folder,
 )
-from hepmpm.training.schedule import OptimizerConfig, decay_groups, lr_factor
+from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.weights import load_weights, save_weights
 
 #: The whole masked-particle model (backbone, mask tokens, decoder, heads) of a finished run.
@@ -191,15 +191,9 @@ class MPMModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.config.optimizer
-        optimizer = torch.optim.AdamW(
-            decay_groups(self.model, c.weight_decay), lr=c.lr, betas=c.betas
-        )
         total = self.config.trainer.schedule_steps or self.config.trainer.max_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, c))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        groups = decay_groups(self.model, c.weight_decay)
+        return adamw_stepwise(groups, c, lambda s: lr_factor(s, total, c))
 
 
 def _load_tokenizer_for(

@@ -5,6 +5,7 @@ linear decay to ``min_lr_ratio`` (:func:`lr_factor`), and one weight-decay rule
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -55,3 +56,17 @@ def decay_groups(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
+
+
+def adamw_stepwise(
+    groups: list[dict[str, Any]],
+    config: OptimizerConfig,
+    schedules: Callable[[int], float] | Sequence[Callable[[int], float]],
+) -> dict[str, Any]:
+    """What ``configure_optimizers`` returns: AdamW over ``groups`` (:func:`decay_groups`, each
+    may set its own ``lr``) with ``config``'s rate and betas, and a learning-rate multiplier per
+    optimizer step (one function, or one per group)."""
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    lambdas = schedules if callable(schedules) else list(schedules)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

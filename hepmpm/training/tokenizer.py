@@ -40,7 +40,7 @@ from hepmpm.config import (
     resolve_config_path,
 )
 from hepmpm.data.index import JetIndex
-from hepmpm.data.loader import JetBatch, JetDataset, make_dataloader
+from hepmpm.data.loader import JetBatch, make_dataloader
 from hepmpm.data.manifest import SkimManifest, load_manifest
 from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.records import settings_hash
@@ -64,7 +64,7 @@ from hepmpm.tokenizers.vqvae import (
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
 from hepmpm.training.runs import TrainerConfig, fit, last_checkpoint, make_trainer
-from hepmpm.training.schedule import OptimizerConfig, decay_groups, lr_factor
+from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 
 RUN_FILE = "run.json"
 
@@ -195,13 +195,8 @@ class VQVAEModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.optimizer_config
-        optimizer = torch.optim.AdamW(
-            decay_groups(self.tokenizer, c.weight_decay), lr=c.lr, betas=c.betas
-        )
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, self.schedule_steps, c)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        groups = decay_groups(self.tokenizer, c.weight_decay)
+        return adamw_stepwise(groups, c, lambda step: lr_factor(step, self.schedule_steps, c))
 
 
 def at_most(index: JetIndex, split: str, limit: int | None, key: str) -> int | None:
@@ -224,19 +219,15 @@ class TokenizerDataModule(JetDataModule):
 
     config: TokenizerDataConfig
 
-    def _limited(self, split: str, limit: int | None, training: bool) -> JetDataset:
-        c = self.config
-        return JetDataset(
-            self.index, split, c.batch_size, pad_to=c.pad_to, domains=c.domains,
-            limit=at_most(self.index, split, limit, f"data.limit_{split}_jets"),
-            # Validation too reads a fixed shuffle: trainer.val_batches then see every shard.
-            shuffle=True, shuffle_buffer=c.shuffle_buffer, seed=self.seed,
-            drop_last=training, cache=c.cache, bucket=c.bucket and training,
-        )  # fmt: skip
-
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = self._limited("train", self.config.limit_train_jets, training=True)
-        self.val_set = self._limited("val", self.config.limit_val_jets, training=False)
+        if hasattr(self, "train_set"):  # set up before fit (the initial metrics): read once
+            return
+        c = self.config
+        train_jets = at_most(self.index, "train", c.limit_train_jets, "data.limit_train_jets")
+        val_jets = at_most(self.index, "val", c.limit_val_jets, "data.limit_val_jets")
+        self.train_set = self._dataset("train", shuffle=True, limit=train_jets)
+        # Validation too reads a fixed shuffle: trainer.val_batches then see every shard.
+        self.val_set = self._dataset("val", shuffle=True, training=False, limit=val_jets)
         if self.train_set.rank_jets() < self.config.batch_size:
             raise HepmpmError(
                 f"{self.skim}: the train split has {self.train_set.n_jets} jets, fewer than one "
