@@ -150,6 +150,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
+_MISSING = object()  #: a key absent from a config mapping
+
 #: Spellings of earlier versions (dotted key -> the key that replaced it), refused with the
 #: new name in every config: one vocabulary, no silent aliases.
 RENAMED_KEYS = {
@@ -172,8 +174,6 @@ def _renamed_key(data: dict[str, Any]) -> tuple[str, str] | None:
                 return spelled, new
     return None
 
-
-_MISSING = object()
 
 
 def parse_config(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
