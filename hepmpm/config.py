@@ -175,7 +175,6 @@ def _renamed_key(data: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-
 def parse_config(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
     """Validate ``data`` against ``model``; errors name each bad key and the ``source``."""
     renamed = _renamed_key(data)
