@@ -632,8 +632,9 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(STUDIES)}")
     parser.add_argument(
-        "--config", type=Path,
-        help="study YAML (default: the packaged configs/studies/NAME.yaml, '-' as '_')",
+        "--config",
+        help="study YAML, or a packaged name such as label_efficiency_new_classes "
+        "(default: the packaged configs/studies/NAME.yaml, '-' as '_')",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(

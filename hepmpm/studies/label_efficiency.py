@@ -1,11 +1,15 @@
 """``hepmpm study label-efficiency``: does pre-training pay, at a realistic unlabelled/labelled
 ratio, and which lever moves it?
 
-Two generated samples of the same classes: a large **corpus** pre-trained on without labels,
-and a separate **labelled** sample whose train split gives the N class-balanced labelled jets
-of each point, whose val split selects every arm's best checkpoint (and scores the online
-probe), and whose test split (the same jets for every arm and seed) is where the arms are
-compared. The pre-training never sees a labelled jet.
+Two generated samples: a large **corpus** pre-trained on without labels, and a separate
+**labelled** sample whose train split gives the N class-balanced labelled jets of each point,
+whose val split selects every arm's best checkpoint (and scores the online probe), and whose
+test split (the same jets for every arm and seed) is where the arms are compared. The
+pre-training never sees a labelled jet. The two usually hold the same classes; when the
+labelled sample has classes the corpus lacks, the study measures transfer to **new classes**
+(configs/studies/label_efficiency_new_classes.yaml), and a variant may then add the corpus's own
+labels as a ``class`` target (joint MPM + supervised pre-training: labels of other classes,
+which such a downstream task legitimately has).
 
 Every arm has its own fine-tuning stage (so its own learning rate), the same step budget, and
 is tested at its best validation point (:mod:`hepmpm.training.finetune`). Arms name a
@@ -135,8 +139,6 @@ class LabelEfficiencyConfig(StudyConfig):
                 raise ValueError(f"arm {arm.name!r}: its labels must be among {self.labels}")
             if not set(arm.seeds or []) <= set(self.seeds):
                 raise ValueError(f"arm {arm.name!r}: its seeds must be among {self.seeds}")
-        if set(self.corpus.classes) != set(self.labelled.classes):
-            raise ValueError("corpus and labelled samples must hold the same classes")
         if (self.corpus.preset, self.corpus.seed) == (self.labelled.preset, self.labelled.seed):
             raise ValueError("corpus and labelled samples need different seeds (disjoint jets)")
 
@@ -431,13 +433,15 @@ def _table_section(
 
 def _setup_text(config: LabelEfficiencyConfig) -> str:
     c, lab = config.corpus, config.labelled
-    classes = ", ".join(c.classes)
     n_corpus = c.jets_per_class * len(c.classes)
+    new = [name for name in lab.classes if name not in c.classes]
+    transfer = f" (new to the pre-training: {', '.join(new)})" if new else ""
     return (
-        f"{len(c.classes)} classes ({classes}). Pre-training corpus: {n_corpus} {c.preset} jets "
+        f"Pre-training corpus: {n_corpus} {c.preset} jets of {', '.join(c.classes)} "
         f"(seed {c.seed}), no labels; {config.pretrain.config} "
         f"{' '.join(config.pretrain.overrides)}. Labelled sample: {lab.jets_per_class} "
-        f"{lab.preset} jets per class (seed {lab.seed}): N class-balanced train jets per point, "
+        f"{lab.preset} jets per class of {', '.join(lab.classes)}{transfer} (seed {lab.seed}): "
+        f"N class-balanced train jets per point, "
         f"its val split picks each arm's best step, its test split is shared by every arm. "
         f"Fine-tuning {config.finetune.config} {' '.join(config.finetune.overrides)}; "
         f"mean ± std over {len(config.seeds)} seeds."

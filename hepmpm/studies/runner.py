@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hepmpm.config import packaged_config_path
+from hepmpm.config import packaged_config_path, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.quiet import quiet_lightning
 from hepmpm.studies.common import StudyConfig, load_study_config
@@ -61,13 +61,16 @@ def run_study(
 ) -> Path:
     """Run (or complete) study ``name`` into ``out``; returns its ``summary.md``.
 
-    ``config_path``: a study YAML (default: the packaged one); ``tiny``: merge its ``tiny:``
+    ``config_path``: a study YAML, or the name of a packaged one (``label_efficiency_gpu``;
+    default: the study's own packaged config); ``tiny``: merge its ``tiny:``
     section (seconds-scale samples and training); ``overrides``: ``a.b=value``, applied last.
     """
     study = get_study(name)
     if report_only and not study.report_only:
         raise HepmpmError(f"--report-only: study {name!r} has no report-only mode")
-    path = Path(config_path) if config_path is not None else default_config(name)
+    path = (
+        default_config(name) if config_path is None else resolve_config_path(config_path, "studies")
+    )
     config_class, run = study.load()
     config = load_study_config(config_class, path, overrides, tiny)
     quiet_lightning()
