@@ -98,7 +98,7 @@ def test_finetune_beats_chance(skim, pretrained, tmp_path):
     # The backbone was trained (at a fraction of the head's rate), not left as pre-trained.
     assert not _same(_state(tagger.backbone), _state(load_backbone(pretrained)))
     # A finished folder is not silently overwritten.
-    with pytest.raises(HepmpmError, match="not empty; add --resume"):
+    with pytest.raises(HepmpmError, match="already holds a fine-tuning run; add --resume"):
         run_finetune("tiny", skim, out, backbone_dir=pretrained, overrides=FAST)
 
 

@@ -185,10 +185,11 @@ def test_interrupted_run_resumes(skim_dir, tmp_path, monkeypatch):
     assert not out.exists()
     assert (staging_path(out) / "checkpoints" / "last.ckpt").is_file()
     monkeypatch.setattr(VQVAEModule, "training_step", step)
-    with pytest.raises(HepmpmError, match="interrupted tokenizer run; add --resume"):
+    with pytest.raises(HepmpmError, match="already holds a tokenizer run; add --resume"):
         run_tokenizer(config, skim_dir, out, show_progress=False)
     other = config.model_copy(update={"trainer": config.trainer.model_copy(update={"seed": 5})})
-    with pytest.raises(HepmpmError, match="started with another config or skim"):
+    seed_differs = r"config\.trainer\.seed = 0, this run has config\.trainer\.seed = 5"
+    with pytest.raises(HepmpmError, match=seed_differs):
         run_tokenizer(other, skim_dir, out, show_progress=False, resume=True)
     run = run_tokenizer(config, skim_dir, out, show_progress=False, resume=True)
     assert run.resumed and run.metrics["steps"] == 80

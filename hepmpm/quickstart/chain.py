@@ -189,7 +189,6 @@ def _skim(config: QuickstartConfig, layout: Layout, domain: str, progress: bool)
 
 def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
     from hepmpm.training.pretrain import run_pretrain
-    from hepmpm.training.runs import last_checkpoint
 
     step = config.pretrain
     metrics = run_pretrain(
@@ -197,7 +196,7 @@ def _pretrain(config: QuickstartConfig, layout: Layout, progress: bool) -> str:
         layout.skim("data"),
         layout.pretrain,
         overrides=[f"trainer.seed={config.seed}", *step.overrides],
-        resume=last_checkpoint(layout.pretrain).is_file(),
+        resume=True,  # the quickstart resumes its own steps
         show_progress=progress,
         init=step.init,
     )
@@ -209,7 +208,6 @@ def _train_tagger(
     config: QuickstartConfig, layout: Layout, arm: str, labels: int, progress: bool
 ) -> str:
     from hepmpm.training.finetune import run_finetune
-    from hepmpm.training.runs import last_checkpoint
 
     step = config.finetune if arm == "pretrained" else config.scratch
     out = layout.tagger(arm, labels)
@@ -223,7 +221,7 @@ def _train_tagger(
         classes=config.classes,
         overrides=step.overrides,
         seed=config.seed,
-        resume=last_checkpoint(out).is_file(),
+        resume=True,
         show_progress=progress,
     )
     test = metrics["test"]

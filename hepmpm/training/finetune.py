@@ -38,7 +38,6 @@ Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), `
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,9 +79,8 @@ from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
 from hepmpm.training.runs import (
     TrainerConfig,
-    config_differences,
+    claim_run_folder,
     fit,
-    last_checkpoint,
     make_trainer,
     start_run_folder,
 )
@@ -90,6 +88,19 @@ from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_grou
 from hepmpm.weights import save_weights
 
 Tagger = JetTagger | ParTTagger
+
+#: What a resumed run must share with the run in its folder (keys of ``run.json``).
+RESUMED_KEYS = (
+    "kind",
+    "model",
+    "feature_set",
+    "mode",
+    "labels",
+    "classes",
+    "backbone",
+    "head",
+    "part",
+)
 
 
 class FinetuneConfig(StrictModel):
@@ -436,26 +447,6 @@ def _with_architecture(config: FinetuneConfig, backbone: BackboneConfig) -> Fine
     return config.model_copy(update={"backbone": merged})
 
 
-def _check_out(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
-    """The checkpoint to resume from; errors for a used folder without --resume, or another run."""
-    last = last_checkpoint(out)
-    if not resume:
-        if out.exists() and any(out.iterdir()):
-            raise HepmpmError(f"{out} is not empty; add --resume or choose another --out")
-        return None
-    saved = out / "run.json"
-    previous = json.loads(saved.read_text()) if saved.is_file() else {}
-    if last.is_file() or previous:
-        keys = ("kind", "model", "feature_set", "mode", "labels", "classes", "backbone", "head")
-        for key in (*keys, "part"):
-            for name, before, now in config_differences(key, previous.get(key), record.get(key)):
-                raise HepmpmError(
-                    f"cannot resume in {out}: it was run with {name} = {before!r}, "
-                    f"this run has {name} = {now!r}"
-                )
-    return last if last.is_file() else None
-
-
 def _load_best(module: FinetuneModule, trainer: L.Trainer) -> int:
     """Put the lowest-``val/loss`` weights of the run into ``module``; returns their step (the
     final weights stay when no validation ran)."""
@@ -566,7 +557,7 @@ def run_finetune(
     if config.model == "part":  # the hepmpm architecture sections are unused
         record |= {"model": "part", "part": config.part.model_dump(mode="json")}
         record |= {"backbone": None, "head": None}
-    ckpt_path = _check_out(out, record, resume)
+    ckpt_path = claim_run_folder(out, "fine-tuning", record, RESUMED_KEYS, resume)
     module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
     if pretrained is not None:
         module.tagger.backbone.load_state_dict(pretrained.state_dict())

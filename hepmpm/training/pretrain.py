@@ -22,7 +22,6 @@ an N-step run; resuming with a larger ``max_steps`` alone stretches the schedule
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.probe import OnlineProbe, ProbeConfig
 from hepmpm.training.runs import (
     TrainerConfig,
-    config_differences,
+    claim_run_folder,
     fit,
     last_checkpoint,
     make_trainer,
@@ -60,6 +59,8 @@ from hepmpm.training.runs import (
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.weights import load_weights, save_weights
 
+#: What a resumed run must share with the run in its folder (keys of ``run.json``).
+RESUMED_KEYS = ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer", "init")
 #: The whole masked-particle model (backbone, mask tokens, decoder, heads) of a finished run.
 MPM_WEIGHTS = "mpm.pt"
 
@@ -230,28 +231,6 @@ def _tokenizer_identity(tokenizer: torch.nn.Module | None) -> dict[str, Any] | N
     }
 
 
-def _check_resumable(out: Path, record: dict[str, Any], resume: bool) -> Path | None:
-    """The checkpoint to resume from; clear errors for a folder of another run or model."""
-    last = last_checkpoint(out)
-    saved = out / "run.json"
-    if not last.is_file():
-        return None
-    if not resume:
-        raise HepmpmError(
-            f"{out} already holds a pre-training run; add --resume or choose another --out"
-        )
-    if not saved.is_file():
-        raise HepmpmError(f"cannot resume {last}: {saved} (what the run trained) is missing")
-    previous = json.loads(saved.read_text())
-    for key in ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer", "init"):
-        for name, before, now in config_differences(key, previous.get(key), record[key]):
-            raise HepmpmError(
-                f"cannot resume {last}: it was trained with {name} = {before!r}, "
-                f"this run has {name} = {now!r}"
-            )
-    return last
-
-
 def _initial_weights(
     module: MPMModule, init: str | Path, feature_set: FeatureSet, record: dict[str, Any]
 ) -> dict[str, Any]:
@@ -339,7 +318,7 @@ def run_pretrain(
         "tokenizer": _tokenizer_identity(tokenizer),
         "init": None if init is None else str(init),
     }
-    ckpt_path = _check_resumable(out, record, resume)
+    ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
     module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
     started_from = None
     if init is not None:

@@ -1,12 +1,14 @@
-"""What every hepmpm training run (pre-training, fine-tuning) shares: the trainer settings and
-the Lightning ``Trainer`` made from them, the run folder's records and loggers, the Lightning
-warnings that say nothing about a run, and the comparison of configs on ``--resume``."""
+"""What every hepmpm training run (pre-training, fine-tuning, the VQ-VAE tokenizer) shares: the
+trainer settings and the Lightning ``Trainer`` made from them, the one rule by which a run claims
+its folder and resumes (:func:`claim_run_folder`), the folder's records and loggers, and the
+Lightning warnings that say nothing about a run."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ import lightning as L
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from pydantic import BaseModel, Field
 
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.config import StrictModel
+from hepmpm.errors import HepmpmError
 from hepmpm.training.devices import resolve_precision, torch_threads
 
 
@@ -45,6 +49,51 @@ class TrainerConfig(StrictModel):
 def last_checkpoint(out: Path) -> Path:
     """Where a run in ``out`` keeps the checkpoint ``--resume`` continues from."""
     return Path(out) / "checkpoints" / "last.ckpt"
+
+
+RUN_RECORD = "run.json"  #: what a run was made with: compared on ``--resume``
+
+
+def claim_run_folder(
+    out: Path, what: str, record: dict[str, Any], compared: Sequence[str], resume: bool
+) -> Path | None:
+    """The one rule of every training command's output folder; returns the checkpoint to
+    resume from (``None``: the run starts afresh).
+
+    A new or empty folder starts afresh. One that holds anything is refused without ``resume``
+    (``what`` names the run in the message). With ``resume`` its :data:`RUN_RECORD` must agree
+    with ``record`` on every key of ``compared``: the first difference is the error, by dotted
+    key; a folder with a checkpoint but no record is refused; one without a checkpoint (a run
+    stopped before its first) starts afresh in place. Only rank 0 claims: the other processes
+    of a DDP run start after it has written into the folder, and follow its choice."""
+    out = Path(out)
+    if rank_zero_only.rank != 0:
+        return last_checkpoint(out) if resume and last_checkpoint(out).is_file() else None
+    if out.exists() and not out.is_dir():
+        raise HepmpmError(f"{out} is a file, not a folder; choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if not resume:
+        raise HepmpmError(
+            f"{out} already holds a {what} run; add --resume to continue it, "
+            "or choose another --out"
+        )
+    last = last_checkpoint(out)
+    saved = out / RUN_RECORD
+    if not saved.is_file():
+        if last.is_file():
+            raise HepmpmError(
+                f"cannot resume {last}: {saved} (what the run was made with) is missing"
+            )
+        return None
+    previous = json.loads(saved.read_text())
+    for key in compared:
+        for name, before, now in config_differences(key, previous.get(key), record.get(key)):
+            raise HepmpmError(
+                f"cannot resume in {out}: it was run with {name} = {before!r}, "
+                f"this run has {name} = {now!r}"
+            )
+    return last if last.is_file() else None
 
 
 def make_trainer(
@@ -88,9 +137,10 @@ def make_trainer(
 
 
 def start_run_folder(out: Path, record: dict[str, Any], config: BaseModel) -> None:
-    """``run.json`` (what must match on ``--resume``) and ``config.yaml`` (the resolved config)."""
+    """:data:`RUN_RECORD` (what must match on ``--resume``) and ``config.yaml`` (the resolved
+    config)."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "run.json", record)
+    write_json_atomic(out / RUN_RECORD, record)
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 

@@ -43,7 +43,6 @@ from hepmpm.data.index import JetIndex
 from hepmpm.data.loader import JetBatch, make_dataloader
 from hepmpm.data.manifest import SkimManifest, load_manifest
 from hepmpm.errors import ConfigError, HepmpmError
-from hepmpm.records import settings_hash
 from hepmpm.tokenizers.base import TokenCounts, Tokenizer
 from hepmpm.tokenizers.kmeans import (
     KMeansConfig,
@@ -63,10 +62,17 @@ from hepmpm.tokenizers.vqvae import (
 )
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
-from hepmpm.training.runs import TrainerConfig, fit, last_checkpoint, make_trainer
+from hepmpm.training.runs import (
+    RUN_RECORD,
+    TrainerConfig,
+    claim_run_folder,
+    fit,
+    last_checkpoint,
+    make_trainer,
+)
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 
-RUN_FILE = "run.json"
+RESUMED_KEYS = ("config", "skim")  #: what a resumed run shares with the one it continues
 
 
 # ---------------------------------------------------------------------------- configs
@@ -249,13 +255,13 @@ def _train_vqvae(
     device = "cuda" if uses_cuda(t.accelerator) else "cpu"  # of the evaluations outside Lightning
     L.seed_everything(t.seed, workers=True, verbose=False)
     tokenizer = VQVAETokenizer(manifest.feature_set, config.model)
-    run_record = json.loads((staging / RUN_FILE).read_text())
+    run_record = json.loads((staging / RUN_RECORD).read_text())
     if "initial" not in run_record:
         # Before training, on a copy: the copy's k-means codebook init must not touch the model.
         untrained = copy.deepcopy(tokenizer).to(device)
         run_record["initial"] = evaluate_vqvae(untrained, val_loader, device)
         del untrained
-        write_json_atomic(staging / RUN_FILE, run_record)
+        write_json_atomic(staging / RUN_RECORD, run_record)
     L.seed_everything(t.seed, workers=True, verbose=False)
 
     module = VQVAEModule(tokenizer, config.optimizer, t)
@@ -316,13 +322,13 @@ def _fit_kmeans(
 # ---------------------------------------------------------------------------- the run
 
 
-def _run_hash(config: TokenizerRunConfig, manifest: SkimManifest) -> str:
-    what = {
-        "config": config.model_dump(mode="json"),
-        "skim": str(manifest.directory.resolve()),
+def _run_record(config: TokenizerRunConfig, manifest: SkimManifest) -> dict[str, Any]:
+    """What the run is made with (its resolved config and skim): compared on ``--resume``."""
+    skim = {
+        "path": str(manifest.directory.resolve()),
         "settings_hash": manifest.raw.get("settings_hash"),
     }
-    return settings_hash(what)
+    return {"config": config.model_dump(mode="json"), "skim": skim}
 
 
 def _check_out(out: Path) -> None:
@@ -337,27 +343,14 @@ def staging_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def _claim_staging(staging: Path, run_hash: str, resume: bool) -> bool:
-    """Make (or, with ``resume``, keep) the staging folder; whether a checkpoint is resumed."""
-    if staging.is_dir():
-        if not resume:
-            raise HepmpmError(
-                f"{staging} holds an interrupted tokenizer run; add --resume to continue it "
-                "(same config and skim) or delete it"
-            )
-        try:
-            previous = json.loads((staging / RUN_FILE).read_text()).get("run_hash")
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous != run_hash:
-            raise HepmpmError(
-                f"cannot resume in {staging}: it was started with another config or skim "
-                f"({previous} vs {run_hash}); delete it to start afresh"
-            )
-        return last_checkpoint(staging).is_file()
-    staging.mkdir(parents=True)
-    write_json_atomic(staging / RUN_FILE, {"run_hash": run_hash})
-    return False
+def _claim_staging(staging: Path, record: dict[str, Any], resume: bool) -> bool:
+    """Claim the staging folder by the rule of every training run
+    (:func:`~hepmpm.training.runs.claim_run_folder`); whether a checkpoint is resumed."""
+    resumed = claim_run_folder(staging, "tokenizer", record, RESUMED_KEYS, resume) is not None
+    if not (staging / RUN_RECORD).is_file():
+        staging.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(staging / RUN_RECORD, record)
+    return resumed
 
 
 def run_tokenizer(
@@ -377,7 +370,8 @@ def run_tokenizer(
     manifest = load_manifest(Path(data))
     _check_out(out)
     staging = staging_path(out)
-    resumed = _claim_staging(staging, _run_hash(config, manifest), resume)
+    record = _run_record(config, manifest)
+    resumed = _claim_staging(staging, record, resume)
 
     if isinstance(config, VQVAETrainingConfig):
         tokenizer, metrics, is_writer = _train_vqvae(
@@ -392,13 +386,9 @@ def run_tokenizer(
             shutil.rmtree(staging, ignore_errors=True)  # nothing to resume in a k-means fit
             raise
 
-    skim = {
-        "path": str(manifest.directory.resolve()),
-        "settings_hash": manifest.raw.get("settings_hash"),
-    }
-    extra = {"skim": skim, "metrics": metrics, "training": config.model_dump(mode="json")}
+    extra = {"skim": record["skim"], "metrics": metrics, "training": record["config"]}
     save_tokenizer(tokenizer, staging, extra=extra)
-    (staging / RUN_FILE).unlink()
+    (staging / RUN_RECORD).unlink()
     if out.exists():
         out.rmdir()  # empty (checked above)
     staging.rename(out)
