@@ -28,7 +28,7 @@ from hepmpm.models.store import load_tagger
 from hepmpm.skim import SkimRequest, run_skim
 from hepmpm.training.finetune import evaluate_tagger, run_finetune
 from hepmpm.training.pretrain import run_pretrain
-from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
+from hepmpm.training.tokenizer import run_tokenizer
 
 CLASSES = ["QCD", "Wqq", "Tbqq"]
 
@@ -67,8 +67,9 @@ def main() -> None:
     data_skim, sim_skim = args.out / "skims" / "data", args.out / "skims" / "sim"
 
     # 2. Tokenizer and masked particle pre-training on data: no label is read.
-    tokenizer_config = load_tokenizer_config("tiny", [f"trainer.max_steps={steps}"])
-    run_tokenizer(tokenizer_config, data_skim, args.out / "tokenizer")
+    run_tokenizer(
+        "tiny", data_skim, args.out / "tokenizer", overrides=[f"trainer.max_steps={steps}"]
+    )
     run_pretrain(
         size, data_skim, args.out / "pretrain", tokenizer_dir=args.out / "tokenizer",
         overrides=[f"trainer.max_steps={steps}", f"trainer.val_every_steps={steps // 2}"],

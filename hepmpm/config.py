@@ -190,3 +190,18 @@ def load_config(model: type[ModelT], path: Path, overrides: list[str] | None = N
     """Read a YAML config (with ``inherit``), apply overrides, validate it as ``model``."""
     data = apply_overrides(load_yaml_with_inheritance(Path(path)), overrides or [])
     return parse_config(model, data, f"config {path}")
+
+
+def resolve_config(
+    model: type[ModelT],
+    config: str | Path | BaseModel,
+    folder: str,
+    overrides: list[str] | None = None,
+) -> ModelT:
+    """The config every library entry point takes, in one of three forms: a packaged name
+    (``tiny``, from ``configs/FOLDER``), a YAML path, or an already validated ``model``;
+    ``a.b=value`` ``overrides`` applied last and the result validated again."""
+    if isinstance(config, BaseModel):
+        data = apply_overrides(config.model_dump(), overrides or [])
+        return parse_config(model, data, f"{folder} config")
+    return load_config(model, resolve_config_path(config, folder), overrides)

@@ -34,7 +34,7 @@ def parse_classes(spec: str) -> list[str]:
         return list(CLASS_NAMES)
     requested = [name.strip() for name in spec.split(",") if name.strip()]
     if not requested:
-        raise HepmpmError("no jet class given; use e.g. --classes QCD,Hbb or --classes all")
+        raise HepmpmError("no jet class given in classes; e.g. QCD,Hbb (--classes QCD,Hbb) or all")
     unknown = [name for name in requested if name not in CLASS_INDEX]
     if unknown:
         raise HepmpmError(

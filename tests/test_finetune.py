@@ -239,7 +239,7 @@ def test_bad_input_is_a_clear_error(skim, pretrained, tmp_path):
         finetune(labels=2)
     with pytest.raises(HepmpmError, match=r"label\(s\) \[1\] not in skim"):
         finetune(classes=["QCD", "Hbb"])
-    with pytest.raises(HepmpmError, match="needs --backbone"):
+    with pytest.raises(HepmpmError, match=r"needs a pre-trained backbone \(--backbone"):
         finetune(backbone_dir=None, mode="finetune")
     with pytest.raises(HepmpmError, match=r"head\.heads = 3 does not divide"):
         finetune(overrides=[*FAST, "head.heads=3"])
@@ -271,7 +271,9 @@ def test_cli(skim, pretrained, tmp_path, capsys):
     assert json.loads((out / "tagger.json").read_text())["class_names"] == ["QCD", "Wqq"]
     rc = main([*common, "--mode", "finetune", "--labels", "30", "--out", str(tmp_path / "y")])
     error = capsys.readouterr().err
-    assert rc == 2 and error.count("\n") == 1 and "needs --backbone" in error
+    assert (
+        rc == 2 and error.count("\n") == 1 and "needs a pre-trained backbone (--backbone" in error
+    )
 
 
 # ---------------------------------------------------------------------------- metrics

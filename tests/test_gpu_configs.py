@@ -15,7 +15,7 @@ from hepmpm.studies.common import load_study_config
 from hepmpm.studies.runner import STUDIES
 from hepmpm.training.finetune import run_finetune
 from hepmpm.training.pretrain import run_pretrain
-from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
+from hepmpm.training.tokenizer import run_tokenizer
 
 #: What a CPU smoke run changes in a GPU config: length, batch, device; precision bf16.
 SHORT = ["trainer.max_steps=2", "trainer.val_every_steps=2", "trainer.val_batches=1",
@@ -44,7 +44,7 @@ def vqvae(skim_dir, tmp_path_factory):
     """The packaged (GPU-scale) VQ-VAE tokenizer config, two steps in bf16 on the CPU."""
     overrides = [o for o in SHORT if not o.startswith("data.num")] + ["data.limit_val_jets=32"]
     out = tmp_path_factory.mktemp("vqvae") / "tok"
-    run_tokenizer(load_tokenizer_config("vqvae", overrides), skim_dir, out, False)
+    run_tokenizer("vqvae", skim_dir, out, overrides=overrides, show_progress=False)
     return out
 
 

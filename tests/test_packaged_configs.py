@@ -38,8 +38,8 @@ def _load(path: Path) -> None:
         load_finetune_config(path)
     elif folder == "quickstart":
         load_profile(path)
-    else:  # studies: X.yaml and X_gpu.yaml configure the study X, with and without --tiny
-        module = path.stem.removesuffix("_gpu")
+    else:  # studies: X.yaml and X_<variant>.yaml (X_gpu.yaml, ...) configure the study X
+        module = max((m for m in STUDY_CLASSES if f"{path.stem}_".startswith(f"{m}_")), key=len)
         config_class, _ = STUDY_CLASSES[module].load()
         load_study_config(config_class, path)
         if not path.stem.endswith("_gpu"):

@@ -33,7 +33,7 @@ KMEANS = "mpm.targets={kmeans: 1.0}"
 def kmeans17(skim_dir, tmp_path_factory) -> Path:
     """A 32-centroid k-means tokenizer fitted on the part17 skim."""
     out = tmp_path_factory.mktemp("pretrain_tokenizers") / "kmeans17"
-    run_tokenizer(load_tokenizer_config("tiny_kmeans"), skim_dir, out, False)
+    run_tokenizer("tiny_kmeans", skim_dir, out, show_progress=False)
     return out
 
 
@@ -48,7 +48,7 @@ def skim_mpm7id(sim_sample, tmp_path_factory) -> Path:
 def kmeans7(skim_mpm7id, tmp_path_factory) -> Path:
     """The same tokenizer fitted on the mpm7id skim: another feature set."""
     out = tmp_path_factory.mktemp("pretrain_tokenizers") / "kmeans7"
-    run_tokenizer(load_tokenizer_config("tiny_kmeans"), skim_mpm7id, out, False)
+    run_tokenizer("tiny_kmeans", skim_mpm7id, out, show_progress=False)
     return out
 
 
@@ -62,8 +62,9 @@ def short_run(skim_dir, kmeans17, tmp_path_factory) -> Path:
 
 def pretrain(skim: Path, out: Path, tokenizer: Path | None, *overrides: str, resume=False):
     return run_pretrain(
-        "tiny", skim, out, tokenizer, [KMEANS, *overrides], resume=resume, show_progress=False
-    )
+        "tiny", skim, out, overrides=[KMEANS, *overrides], tokenizer_dir=tokenizer,
+        resume=resume, show_progress=False,
+    )  # fmt: skip
 
 
 def read_log(out: Path, version: int) -> list[dict[str, str]]:
@@ -178,7 +179,7 @@ def test_resume_refuses_another_size(skim_dir, kmeans17, short_run):
 def test_resume_refuses_another_tokenizer(skim_dir, short_run, tmp_path):
     other = tmp_path / "kmeans"
     config = load_tokenizer_config("tiny_kmeans", ["fit.seed=1"])
-    run_tokenizer(config, skim_dir, other, False)
+    run_tokenizer(config, skim_dir, other, show_progress=False)
     with pytest.raises(HepmpmError, match=r"tokenizer\.weights_sha256 = '\w+', this run"):
         pretrain(skim_dir, short_run, other, resume=True)
 
@@ -208,7 +209,7 @@ def test_config_errors_name_the_key(skim_dir, kmeans17, tmp_path, capsys):
     assert len(err.splitlines()) == 1
     # A token target without a tokenizer.
     assert main([*args, "--set", KMEANS]) == 2
-    assert "target 'kmeans' needs --tokenizer" in capsys.readouterr().err
+    assert "mpm.targets: 'kmeans' needs a tokenizer (--tokenizer DIR" in capsys.readouterr().err
     assert not out.exists()
 
 

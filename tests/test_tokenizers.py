@@ -63,7 +63,7 @@ def skim_mpm7id(sim_sample, tmp_path_factory):
 @pytest.fixture(scope="module")
 def kmeans_run(skim_mpm7id, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizers") / "kmeans"
-    return run_tokenizer(load_tokenizer_config("tiny_kmeans"), skim_mpm7id, out, False)
+    return run_tokenizer("tiny_kmeans", skim_mpm7id, out, show_progress=False)
 
 
 def first_batch(skim, split="val", batch_size=16, pad_to=None):

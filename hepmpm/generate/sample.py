@@ -198,13 +198,13 @@ class SampleRequest:
     def validate(self) -> None:
         parse_compression(self.compression)
         if self.jets_per_class <= 0:
-            raise HepmpmError(f"--jets-per-class must be positive, got {self.jets_per_class}")
+            raise HepmpmError(f"jets_per_class must be positive, got {self.jets_per_class}")
         if self.jets_per_file <= 0:
-            raise HepmpmError(f"--jets-per-file must be positive, got {self.jets_per_file}")
+            raise HepmpmError(f"jets_per_file must be positive, got {self.jets_per_file}")
         if self.naming not in NAMINGS:
             raise HepmpmError(f"unknown naming {self.naming!r}; use one of {', '.join(NAMINGS)}")
         if not 0 <= self.seed < 2**63:
-            raise HepmpmError(f"--seed must be a non-negative integer, got {self.seed}")
+            raise HepmpmError(f"seed must be a non-negative integer, got {self.seed}")
 
     def settings(self) -> dict:
         """Everything that determines the files' content (not the worker count)."""
@@ -315,7 +315,7 @@ def generate_sample(request: SampleRequest, workers: int = 1, show_progress: boo
     """Generate (or complete) a sample; returns the manifest written to ``generation.json``."""
     request.validate()
     if workers < 1:
-        raise HepmpmError(f"--workers must be at least 1, got {workers}")
+        raise HepmpmError(f"workers must be at least 1, got {workers}")
     check_pythia_settings(request.preset.pythia)  # before any file or worker
     previous = _prepare_output(request)
     tasks = request.tasks()

@@ -162,7 +162,7 @@ class StudyFolder:
         if not (out / "backbone.json").is_file() and not self.report_only:
             stage = self.config.pretrain
             save_random_backbone(
-                stage.config, skim, out, stage.overrides, seed=self.config.pretrain_seed
+                stage.config, skim, out, overrides=stage.overrides, seed=self.config.pretrain_seed
             )
         return out
 
@@ -209,7 +209,7 @@ class StudyFolder:
             stage = self.config.tokenizer
             assert stage is not None
             config = load_tokenizer_config(stage.config, stage.overrides)
-            run_tokenizer(config, skim, out, progress, resume=True)
+            run_tokenizer(config, skim, out, resume=True, show_progress=progress)
         return out
 
     def finetune(

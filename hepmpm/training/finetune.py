@@ -50,13 +50,7 @@ from pydantic import Field
 
 from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
-from hepmpm.config import (
-    StrictModel,
-    apply_overrides,
-    load_config,
-    parse_config,
-    resolve_config_path,
-)
+from hepmpm.config import StrictModel, parse_config, resolve_config
 from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
 from hepmpm.errors import ConfigError, HepmpmError
@@ -169,12 +163,7 @@ def load_finetune_config(
     """A config from a packaged name (``tiny``), a YAML file or a :class:`FinetuneConfig`, with
     ``a.b=value`` ``overrides`` and then the non-``None`` top-level ``fields`` (``mode``,
     ``labels``, ``classes``) and ``seed`` (``trainer.seed``) applied."""
-    if isinstance(config, FinetuneConfig):
-        data = apply_overrides(config.model_dump(), overrides or [])
-        resolved = parse_config(FinetuneConfig, data, "fine-tuning config")
-    else:
-        path = resolve_config_path(config, "finetune")
-        resolved = load_config(FinetuneConfig, path, overrides)
+    resolved = resolve_config(FinetuneConfig, config, "finetune", overrides)
     seed = fields.pop("seed", None)
     data = resolved.model_dump()
     data.update({k: v for k, v in fields.items() if v is not None})
@@ -497,6 +486,7 @@ def run_finetune(
     config: str | Path | FinetuneConfig,
     data: Path,
     out: Path,
+    *,
     backbone_dir: Path | None = None,
     mode: str | None = None,
     labels: int | None = None,
@@ -521,14 +511,17 @@ def run_finetune(
         config, overrides, mode=mode, labels=labels, classes=classes, seed=seed
     )
     if config.mode != "scratch" and backbone_dir is None:
-        raise HepmpmError(f"mode {config.mode!r} needs --backbone PRETRAIN_DIR (or --mode scratch)")
+        raise HepmpmError(
+            f"mode {config.mode!r} needs a pre-trained backbone (--backbone PRETRAIN_DIR), "
+            "or mode: scratch"
+        )
     t = config.trainer
     L.seed_everything(t.seed, workers=True, verbose=False)
     probe = JetIndex.from_skim(data)  # cheap: per-jet columns only
     chosen = _chosen_labels(config, probe)
     if config.labels is not None and config.labels < len(chosen):
         raise HepmpmError(
-            f"--labels {config.labels} is fewer than the {len(chosen)} classes "
+            f"labels = {config.labels} (--labels) is fewer than the {len(chosen)} classes "
             f"({', '.join(CLASS_NAMES[c] for c in chosen)}): each class needs a labelled jet"
         )
     datamodule = FinetuneDataModule(

@@ -31,7 +31,7 @@ import torch
 from pydantic import Field
 
 from hepmpm import __version__
-from hepmpm.config import StrictModel, load_config, resolve_config_path
+from hepmpm.config import StrictModel, resolve_config
 from hepmpm.data.loader import make_dataloader
 from hepmpm.data.manifest import load_manifest
 from hepmpm.errors import HepmpmError
@@ -204,7 +204,10 @@ def _load_tokenizer_for(
     if not token_targets:
         return None
     if tokenizer_dir is None:
-        raise HepmpmError(f"target {token_targets[0]!r} needs --tokenizer DIR (hepmpm tokenizer)")
+        raise HepmpmError(
+            f"mpm.targets: {token_targets[0]!r} needs a tokenizer (--tokenizer DIR from "
+            "`hepmpm tokenizer`, or a study's tokenizer: section)"
+        )
     from hepmpm.tokenizers import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir, feature_set)
@@ -243,13 +246,13 @@ def _initial_weights(
     backbone = load_backbone(folder, feature_set)  # a feature set that differs is an error
     if backbone.config.architecture() != module.config.backbone.architecture():
         raise HepmpmError(
-            f"--init {init}: its backbone is {backbone.config.architecture()}, the config's "
+            f"init {init}: its backbone is {backbone.config.architecture()}, the config's "
             f"{module.config.backbone.architecture()}; use the same backbone size"
         )
     token_targets = [t for t in module.config.mpm.targets if t in TOKEN_TARGETS]
     if token_targets and source.get("tokenizer") != record["tokenizer"]:
         raise HepmpmError(
-            f"--init {init} was pre-trained with tokenizer {source.get('tokenizer')}, this run "
+            f"init {init} was pre-trained with tokenizer {source.get('tokenizer')}, this run "
             f"has {record['tokenizer']}: continue with the tokenizer it was trained with"
         )
     whole = folder / MPM_WEIGHTS
@@ -267,9 +270,10 @@ def _initial_weights(
 
 
 def save_random_backbone(
-    config_path: str | Path,
+    config: str | Path | PretrainConfig,
     data: Path,
     out: Path,
+    *,
     overrides: list[str] | None = None,
     seed: int = 0,
 ) -> Path:
@@ -277,7 +281,7 @@ def save_random_backbone(
     saved as a pre-training folder ``out`` (``backbone.pt`` + ``backbone.json``, ``"init":
     "random"``) for the skim ``data``'s feature set: the control that tells what pre-training
     adds beyond the architecture (a frozen random transformer already gives useful features)."""
-    config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
+    config = resolve_config(PretrainConfig, config, "pretrain", overrides)
     feature_set = load_manifest(Path(data)).feature_set
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -287,22 +291,27 @@ def save_random_backbone(
 
 
 def run_pretrain(
-    config_path: str | Path,
+    config: str | Path | PretrainConfig,
     data: Path,
     out: Path,
-    tokenizer_dir: Path | None = None,
+    *,
     overrides: list[str] | None = None,
+    tokenizer_dir: Path | None = None,
+    init: str | Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
-    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Pre-train a backbone on the skim folder ``data``; returns the final metrics, the step
-    count and this process's ``rank`` (under DDP every process returns; rank 0 writes).
+    """Pre-train a backbone on the skim folder ``data`` into ``out``; returns the final metrics,
+    the step count and this process's ``rank`` (under DDP every process returns; rank 0 writes).
+
+    ``config``: a packaged name (``compact``), a YAML path or a :class:`PretrainConfig`, with
+    ``overrides`` applied last (the signature of every training entry point:
+    ``run_pretrain``, ``run_finetune``, ``run_tokenizer``).
 
     ``init``: continue pre-training from the weights of ``pretrained:NAME`` or a pre-training
     folder (domain-adaptive pre-training on one's own data); the run records where it started.
     On ``resume`` the checkpoint's weights are used, and ``init`` must be the one recorded."""
-    config = load_config(PretrainConfig, resolve_config_path(config_path, "pretrain"), overrides)
+    config = resolve_config(PretrainConfig, config, "pretrain", overrides)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
     feature_set = datamodule.feature_set

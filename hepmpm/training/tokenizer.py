@@ -118,18 +118,24 @@ _CONFIG_CLASSES: dict[str, type[StrictModel]] = {
 
 
 def load_tokenizer_config(
-    name_or_path: str | Path, overrides: list[str] | None = None
+    config: str | Path | TokenizerRunConfig, overrides: list[str] | None = None
 ) -> TokenizerRunConfig:
-    """Read a tokenizer config (packaged name in ``configs/tokenizer/`` or a path; ``inherit:``
-    allowed), apply ``a.b=value`` overrides, validate it as the class its ``kind`` names."""
-    path = resolve_config_path(name_or_path, "tokenizer")
-    data = apply_overrides(load_yaml_with_inheritance(path), overrides or [])
+    """A tokenizer config from a packaged name (``configs/tokenizer/``), a YAML path
+    (``inherit:`` allowed) or a loaded config, with ``a.b=value`` overrides applied, validated
+    as the class its ``kind`` names."""
+    if isinstance(config, (VQVAETrainingConfig, KMeansTrainingConfig)):
+        source = "tokenizer config"
+        data = apply_overrides(config.model_dump(), overrides or [])
+    else:
+        path = resolve_config_path(config, "tokenizer")
+        source = f"config {path}"
+        data = apply_overrides(load_yaml_with_inheritance(path), overrides or [])
     kind = data.get("kind")
     if kind not in _CONFIG_CLASSES:
         raise ConfigError(
-            f"config {path}: key 'kind' must be one of {list(_CONFIG_CLASSES)}, got {kind!r}"
+            f"{source}: key 'kind' must be one of {list(_CONFIG_CLASSES)}, got {kind!r}"
         )
-    return parse_config(_CONFIG_CLASSES[kind], data, f"config {path}")
+    return parse_config(_CONFIG_CLASSES[kind], data, source)
 
 
 @dataclass
@@ -354,11 +360,13 @@ def _claim_staging(staging: Path, record: dict[str, Any], resume: bool) -> bool:
 
 
 def run_tokenizer(
-    config: TokenizerRunConfig,
+    config: str | Path | TokenizerRunConfig,
     data: Path,
     out: Path,
-    show_progress: bool = True,
+    *,
+    overrides: list[str] | None = None,
     resume: bool = False,
+    show_progress: bool = True,
 ) -> TokenizerRun:
     """Fit the tokenizer ``config`` describes on the skim folder ``data``; write it to ``out``.
 
@@ -366,6 +374,7 @@ def run_tokenizer(
     ``weights.pt``; for a VQ-VAE also ``logs/`` and ``checkpoints/``). ``resume`` continues an
     interrupted run of the same config and skim (see the module docstring).
     """
+    config = load_tokenizer_config(config, overrides)
     out = Path(out)
     manifest = load_manifest(Path(data))
     _check_out(out)
