@@ -48,8 +48,9 @@ def make_source(work: Path) -> Path:
         naming="pfnano",
         out=sample,
         jets_per_file=5000,
+        workers=2,
     )
-    generate_sample(request, workers=2, show_progress=False)
+    generate_sample(request, show_progress=False)
     run_skim(SkimRequest(inputs=[sample], out=work / "source"), show_progress=False)
     return work / "source"
 

@@ -112,8 +112,8 @@ def tagging_throughput(args: argparse.Namespace, work: Path, model: Path) -> tup
                 naming="pfnano",
                 out=data,
                 jets_per_file=5000,
+                workers=2,
             ),
-            workers=2,
             show_progress=False,
         )
     timings = {}

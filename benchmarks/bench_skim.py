@@ -277,9 +277,10 @@ def generate_inputs(args: argparse.Namespace, compression: str, tmp: Path) -> li
         naming="pfnano",
         out=out,
         compression=compression,
+        workers=args.gen_workers,
     )
     start = time.perf_counter()
-    generate_sample(request, workers=args.gen_workers, show_progress=False)
+    generate_sample(request, show_progress=False)
     print(
         f"generated {args.jets_per_class} jets per class of {args.classes} with {compression} "
         f"in {time.perf_counter() - start:.1f} s into {out} (not timed below)"

@@ -42,8 +42,9 @@ def main() -> None:
         seed=1,
         naming="pfnano",
         out=args.out,
+        workers=args.workers,
     )
-    manifest = generate_sample(request, workers=args.workers)
+    manifest = generate_sample(request)
 
     masses = hist.Hist(
         hist.axis.StrCategory([], name="label", label="class", growth=True),

@@ -42,8 +42,9 @@ def generate(preset: str, jets_per_class: int, out: Path) -> Path:
         seed=1 if preset == "sim" else 2,
         naming="pfnano",
         out=out,
+        workers=2,
     )
-    generate_sample(request, workers=2, show_progress=False)
+    generate_sample(request, show_progress=False)
     return out
 
 

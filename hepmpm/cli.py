@@ -125,8 +125,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         out=args.out,
         jets_per_file=args.jets_per_file,
         compression=args.compression,
+        workers=args.workers,
     )
-    manifest = generate_sample(request, workers=args.workers, show_progress=not args.no_progress)
+    manifest = generate_sample(request, show_progress=not args.no_progress)
     files = manifest["files"]
     jets = sum(f["jets"] for f in files.values())
     print(f"wrote {jets} jets in {len(files)} files to {args.out}")
@@ -466,8 +467,9 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         pt_edges=args.pt_bins,
         eta_edges=args.eta_bins,
         control_region=args.control_region,
+        plots=not args.no_plots,
     )
-    summary = run_calibration(request, make_plots=not args.no_plots)
+    summary = run_calibration(request)
     print(f"wrote {args.out / summary['corrections_file']} and {args.out / 'calibration.json'}")
     for wp in summary["working_points"]:
         panel = "signal" if "signal" in wp["corrections"] else "mistag"

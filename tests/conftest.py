@@ -29,10 +29,10 @@ def make_sample(out: Path, preset: str = "sim", classes=CLASS_NAMES, jets=JETS_P
         out=out,
         jets_per_file=kw.pop("jets_per_file", 5000),
         **({"compression": kw.pop("compression")} if "compression" in kw else {}),
+        workers=kw.pop("workers", 2),
     )
-    workers = kw.pop("workers", 2)
     assert not kw, kw
-    return generate_sample(request, workers=workers, show_progress=False)
+    return generate_sample(request, show_progress=False)
 
 
 @pytest.fixture(scope="session")

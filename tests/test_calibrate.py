@@ -158,7 +158,8 @@ def test_empty_bins_are_flagged(synthetic_pair, tmp_path):
             sim=sim, data=data, signal="Tbqq", background="QCD", out=tmp_path / "cal",
             working_points=parse_working_points("mistag=0.05"),
             pt_edges=[500.0, 1000.0, 1200.0], eta_edges=[0.0, 2.4],
-        ), make_plots=False,
+            plots=False,
+        ),
     )  # fmt: skip
     assert {(tuple(b["pt"]), b["flag"]) for b in summary["flagged_bins"]} == {
         ((1000.0, 1200.0), "empty")
@@ -270,7 +271,8 @@ def test_coffea_processor_weights_equal_calibrate(tagged_pair, tmp_path):
         CalibrationRequest(
             sim=sim, data=data, signal="Tbqq", background="QCD", out=out,
             working_points=parse_working_points("mistag=0.2"), pt_edges=[500.0, 650.0, 1000.0],
-        ), make_plots=False,
+            plots=False,
+        ),
     )  # fmt: skip
     path = Path(__file__).resolve().parents[1] / "examples" / "calibrated_analysis.py"
     spec = importlib.util.spec_from_file_location("calibrated_analysis", path)
@@ -326,7 +328,7 @@ def test_control_region_measures_the_mistag_sf_without_truth(synthetic_pair, qcd
             sim=sim, data=data, signal="Tbqq", background="QCD", out=tmp_path / out,
             working_points=parse_working_points("mistag=0.05"), control_region=region,
         )  # fmt: skip
-        return run_calibration(request, make_plots=True)
+        return run_calibration(request)
 
     truth = calibrate(labelled, "truth")
     region = calibrate(unlabelled, "region", "jet_pt >= 0")

@@ -59,6 +59,8 @@ class CalibrationRequest:
     eta_edges: Sequence[float] = DEFAULT_ETA_EDGES
     #: A background-dominated selection of data jets (see the module docstring), or None.
     control_region: str | None = None
+    #: Efficiency and SF plots beside the JSON (off: the numbers only, faster).
+    plots: bool = True
 
 
 def correction_name(signal: str, background: str, wp: str, panel: str) -> str:
@@ -137,7 +139,7 @@ def read_scale_factors(calibration: Path, name: str) -> ScaleFactors:
     )
 
 
-def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dict[str, Any]:
+def run_calibration(request: CalibrationRequest) -> dict[str, Any]:
     """Measure the working points and scale factors of ``request``; returns the summary written
     to ``OUT/calibration.json``."""
     out = Path(request.out)
@@ -227,7 +229,7 @@ def run_calibration(request: CalibrationRequest, make_plots: bool = True) -> dic
                 for b in bins
                 if b["flag"] != "ok"
             ]
-        if make_plots:
+        if request.plots:
             title = f"{request.signal} vs {request.background}, {wp.name} (d ≥ {wp.threshold:.4g})"
             record["plots"] = [
                 str(p.relative_to(out))

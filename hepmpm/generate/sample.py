@@ -194,6 +194,8 @@ class SampleRequest:
     jets_per_file: int = 5000
     #: ROOT compression of the files, ``ALGORITHM:LEVEL``; by default CMSSW's for NanoAOD.
     compression: str = NANOAOD_COMPRESSION
+    #: Generator processes (one file each at a time); not part of the files' settings.
+    workers: int = 1
 
     def validate(self) -> None:
         parse_compression(self.compression)
@@ -205,6 +207,8 @@ class SampleRequest:
             raise HepmpmError(f"unknown naming {self.naming!r}; use one of {', '.join(NAMINGS)}")
         if not 0 <= self.seed < 2**63:
             raise HepmpmError(f"seed must be a non-negative integer, got {self.seed}")
+        if self.workers < 1:
+            raise HepmpmError(f"workers must be at least 1, got {self.workers}")
 
     def settings(self) -> dict:
         """Everything that determines the files' content (not the worker count)."""
@@ -311,11 +315,10 @@ def _run_in_pool(
             raise
 
 
-def generate_sample(request: SampleRequest, workers: int = 1, show_progress: bool = True) -> dict:
+def generate_sample(request: SampleRequest, show_progress: bool = True) -> dict:
     """Generate (or complete) a sample; returns the manifest written to ``generation.json``."""
     request.validate()
-    if workers < 1:
-        raise HepmpmError(f"workers must be at least 1, got {workers}")
+    workers = request.workers
     check_pythia_settings(request.preset.pythia)  # before any file or worker
     previous = _prepare_output(request)
     tasks = request.tasks()

@@ -167,8 +167,9 @@ def _generate(config: QuickstartConfig, layout: Layout, domain: str, progress: b
         seed=config.seed + (0 if domain == "sim" else 1000),
         naming="pfnano",
         out=layout.sample(domain),
+        workers=config.workers,
     )
-    manifest = generate_sample(request, workers=config.workers, show_progress=progress)
+    manifest = generate_sample(request, show_progress=progress)
     return f"{sum(f['jets'] for f in manifest['files'].values())} jets"
 
 

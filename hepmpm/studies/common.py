@@ -135,8 +135,9 @@ class StudyFolder:
             seed=spec.seed,
             naming="pfnano",
             out=folder,
+            workers=self.config.workers,
         )
-        manifest = generate_sample(request, workers=self.config.workers, show_progress=progress)
+        manifest = generate_sample(request, show_progress=progress)
         files: dict[str, list[Path]] = {}
         for name, entry in sorted(manifest["files"].items()):
             files.setdefault(entry["class"], []).append(folder / name)
