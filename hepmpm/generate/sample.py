@@ -197,6 +197,9 @@ class SampleRequest:
     #: Generator processes (one file each at a time); not part of the files' settings.
     workers: int = 1
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))  # a str from Python callers
+
     def validate(self) -> None:
         parse_compression(self.compression)
         if self.jets_per_class <= 0:
