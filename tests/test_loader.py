@@ -117,7 +117,7 @@ def mixed_index(mixed_dir) -> JetIndex:
 
 
 def batch_keys(dataset: JetDataset, batch: JetBatch) -> list[tuple]:
-    ids = dataset.selection.index.ids(batch.jet_id.numpy())
+    ids = dataset.subset.index.ids(batch.jet_id.numpy())
     return [tuple(int(v) for v in row) for row in ids]
 
 
@@ -380,7 +380,7 @@ def test_shuffle_is_deterministic_per_seed_and_epoch(mixed_index):
     first = order(1, 0)
     assert first == order(1, 0)
     dataset = JetDataset(mixed_index, "train", shuffle=True, shuffle_buffer=100, seed=1)
-    assert dataset.selection.positions[dataset.epoch_order(0)].tolist() == first
+    assert dataset.subset.positions[dataset.epoch_order(0)].tolist() == first
     assert first != order(1, 1) and first != order(2, 0)
     assert sorted(first) == sorted(order(1, 1)) == order(1, 0, shuffle=False)
     assert order(1, 0, shuffle=False) == order(1, 5, shuffle=False)

@@ -17,7 +17,7 @@ from hepmpm.lazy import lazy_attributes
 
 _WHERE = {
     "JetIndex": "index",
-    "JetSelection": "index",
+    "JetSubset": "index",
     "JetBatch": "loader",
     "JetDataset": "loader",
     "make_dataloader": "loader",

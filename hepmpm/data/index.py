@@ -1,11 +1,11 @@
-"""An in-memory index of the jets of a skim folder, and selections of them.
+"""An in-memory index of the jets of a skim folder, and subsets of them.
 
 :class:`JetIndex` reads only the small per-jet columns of every shard listed in ``manifest.json``
 (identity, label, domain, jet kinematics, particle count; never ``particles``) together with
 the shards' row-group layout, and assigns each jet its train/val/test split
 (:mod:`hepmpm.data.split`). :meth:`JetIndex.select` filters by split, label and domain and can
 take an exact, deterministic number of jets (optionally balanced over classes), which is what
-label-size scans need. The result, a :class:`JetSelection`, says which rows of which shard
+label-size scans need. The result, a :class:`JetSubset`, says which rows of which shard
 (and row group) to read; :class:`hepmpm.data.loader.JetDataset` streams them.
 """
 
@@ -176,7 +176,7 @@ class JetIndex:
         limit: int | None = None,
         balanced: bool = False,
         seed: int = 0,
-    ) -> JetSelection:
+    ) -> JetSubset:
         """Jets of ``split`` (``None``: all splits) passing the filters, in shard/row order.
 
         ``labels``: keep these class indices; ``domains``: keep these domains (``"sim"``, ...).
@@ -222,7 +222,7 @@ class JetIndex:
             raise HepmpmError(f"no jet of {where} in skim {self.directory}")
         if limit is not None or balanced:
             positions = self._limit(positions, label_list, limit, balanced, seed, where)
-        return JetSelection(index=self, positions=positions, description=where)
+        return JetSubset(index=self, positions=positions, description=where)
 
     def _limit(
         self,
@@ -286,7 +286,7 @@ class JetIndex:
 
 
 @dataclass(frozen=True)
-class JetSelection:
+class JetSubset:
     """A set of jets of a :class:`JetIndex`: ``positions`` int64 [n], ascending (shard order)."""
 
     index: JetIndex

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from hepmpm.data.index import JetIndex, JetSelection
+from hepmpm.data.index import JetIndex, JetSubset
 from hepmpm.data.manifest import SkimManifest
 from hepmpm.data.shards import particle_features
 from hepmpm.errors import HepmpmError
@@ -72,7 +72,7 @@ class JetDataset(IterableDataset):
     each epoch. ``bucket``: with ``shuffle``, batch jets of similar multiplicity within each
     shuffle block (less padding; the batches then depend on the number of DataLoader workers).
     ``cache``: keep the selected jets' particles in memory once read (each worker
-    keeps what it read), for small selections read for many epochs. ``rank``/``world_size``:
+    keeps what it read), for small subsets read for many epochs. ``rank``/``world_size``:
     this process's part (default: from ``torch.distributed`` if initialised, else 0 of 1).
     ``fractions``: train/val/test fractions when ``source`` is not a JetIndex.
     """
@@ -117,9 +117,9 @@ class JetDataset(IterableDataset):
             index = source
         else:
             index = JetIndex.from_skim(source, fractions=fractions)
-        selection = index.select(split, labels, domains, limit, balanced, seed)
+        subset = index.select(split, labels, domains, limit, balanced, seed)
 
-        self.selection: JetSelection = selection
+        self.subset: JetSubset = subset
         self.split = split
         self.batch_size = int(batch_size)
         self.pad_to = None if pad_to is None else int(pad_to)
@@ -139,7 +139,7 @@ class JetDataset(IterableDataset):
 
         # What a worker needs, as plain arrays (picklable, no manifest): per selected jet [N],
         # in shard/row order, and per row group holding selected jets [G].
-        pos = selection.positions
+        pos = subset.positions
         self._shard_paths = tuple(str(p) for p in index.shard_paths)
         self._jet_id = pos.astype(np.int64)
         self._row = index.row_in_group[pos]
@@ -159,7 +159,7 @@ class JetDataset(IterableDataset):
         self._cache_reader: _GroupReader | None = None
         if self.drop_last and self.n_jets < self.batch_size:
             raise HepmpmError(
-                f"drop_last=True with batch_size {self.batch_size}, but {selection.description} "
+                f"drop_last=True with batch_size {self.batch_size}, but {subset.description} "
                 f"has only {self.n_jets} jets: no batch would be yielded"
             )
 
@@ -332,7 +332,7 @@ class JetDataset(IterableDataset):
 
     def __repr__(self) -> str:
         return (
-            f"JetDataset({self.selection.description}, {self.n_jets} jets, "
+            f"JetDataset({self.subset.description}, {self.n_jets} jets, "
             f"batch_size={self.batch_size}, pad_to={self.pad_to}, shuffle={self.shuffle})"
         )
 
