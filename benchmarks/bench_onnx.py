@@ -153,7 +153,7 @@ def versus_bare_runtime(
     counts = np.concatenate([np.diff(o) for _, o in parts])
     starts = np.cumsum(counts) - counts
     session = make_session(model, args.threads, providers=["CPUExecutionProvider"])
-    batches = [pad_batch(flat, starts[i : i + 256], counts[i : i + 256])
+    batches = [pad_batch(flat, starts[i : i + 256], counts[i : i + 256], 128)
                for i in range(0, len(counts), 256)]  # fmt: skip
     tagger = OnnxTagger(model, threads=args.threads, providers=["CPUExecutionProvider"])
     tagger.tag_flat(flat[: counts[:256].sum()], counts[:256])  # warm-up (session)
