@@ -28,6 +28,7 @@ from hepmpm.training.finetune import (
     run_finetune,
 )
 from hepmpm.training.pretrain import run_pretrain
+from hepmpm.training.runs import last_checkpoint
 
 CLASSES = ("QCD", "Wqq", "Tbqq")  # jet masses ~ tens of GeV, 80 GeV, 173 GeV: separable
 # Short jets and small batches keep each step cheap on a shared CPU.
@@ -220,8 +221,14 @@ def test_online_probe_is_logged_and_rises(skim, tmp_path):
     probes = [r for r in rows if r.get("probe/acc")]
     assert len(probes) == 2
     random = {float(r["probe/acc_random"]) for r in probes}
-    assert len(random) == 1  # the twin is probed once
+    assert len(random) == 1  # the twins are probed once
     assert float(probes[-1]["probe/gain"]) > 0.05
+    # The reference is the mean of three random draws (probe.random_draws), kept for resuming.
+    checkpoint = torch.load(last_checkpoint(out), map_location="cpu", weights_only=True)
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if "OnlineProbe" in k]
+    draws = state["random_accuracies"]
+    assert len(draws) == 3 and np.isclose(np.mean(draws), random.pop())
+    assert np.isclose(float(probes[-1]["probe/acc_random_std"]), np.std(draws, ddof=1))
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -380,6 +380,9 @@ def probe_rows(backbones: dict[str, Path]) -> list[dict[str, Any]]:
                 "probe_acc_best": float(acc[best]),
                 "best_step": int(steps[best]),
                 "probe_acc_random": float(random),
+                "probe_acc_random_std": float(metrics["probe/acc_random_std"][1][-1])
+                if "probe/acc_random_std" in metrics
+                else None,
                 "gain_last": float(acc[-1] - random),
             }
         )

@@ -11,8 +11,10 @@ of the particles), so only the *gap* between the two says that pre-training lear
   a tagger head, pooled without learned weights).
 - :func:`probe_accuracy`: standardised features, multinomial logistic regression (scikit-learn).
 - :class:`OnlineProbe`: a Lightning callback that probes the pre-training backbone at every
-  validation and logs ``probe/acc`` beside ``probe/acc_random`` (the random-init twin, probed
-  once at the start) and their difference ``probe/gain``.
+  validation and logs ``probe/acc`` beside ``probe/acc_random`` (the mean over
+  ``random_draws`` random-init twins, probed once at the start; ``probe/acc_random_std`` their
+  spread) and the difference ``probe/gain``. One random draw is not a reference: random
+  initialisations of the same backbone differ by 0.01-0.03 in probe accuracy.
 
 Probe jets come from the train split (fitting) and the val split (scoring) of a labelled skim;
 never from a test split, so a study's test jets stay unseen.
@@ -51,7 +53,10 @@ class ProbeConfig(StrictModel):
         None, description="JetClass labels to probe (None: every labelled class of the skim)"
     )
     batch_size: int = Field(256, ge=1)
-    seed: int = Field(0, ge=0, description="which jets are drawn, and the random twin's init")
+    seed: int = Field(0, ge=0, description="which jets are drawn, and the first random twin's init")
+    random_draws: int = Field(
+        3, ge=1, description="random-init twins (seed, seed + 1, ...): their mean is the reference"
+    )
 
 
 @torch.no_grad()
@@ -124,31 +129,34 @@ class ProbeSets:
 class OnlineProbe(L.Callback):
     """Probe the module's ``model.backbone`` at every validation (rank 0 computes, all log).
 
-    The random-init twin is a deep copy of the backbone re-initialised with ``probe.seed``
-    before training starts, probed once; its accuracy is logged at every validation too, so
-    the curves of a run's CSV log can be plotted side by side.
+    The random-init twins are deep copies of the backbone re-initialised with seeds
+    ``probe.seed``, ``probe.seed + 1``, ... before training starts, each probed once; their mean
+    and spread are logged at every validation too, so the curves of a run's CSV log can be
+    plotted side by side.
     """
 
     def __init__(self, config: ProbeConfig, feature_names: tuple[str, ...]) -> None:
         self.config = config
         self.sets = ProbeSets(config, feature_names)
-        self.random_accuracy: float | None = None
+        self.random_accuracies: list[float] | None = None
 
     @staticmethod
     def _backbone(module: L.LightningModule) -> Backbone:
         return module.model.backbone
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.random_accuracy is not None:
+        if self.random_accuracies is not None:
             return
-        twin = copy.deepcopy(self._backbone(pl_module))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            for module in twin.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-            twin.registers.data.normal_(0, 0.02)
-        self.random_accuracy = self.sets.accuracy(twin, pl_module.device)
+        self.random_accuracies = []
+        for draw in range(self.config.random_draws):
+            twin = copy.deepcopy(self._backbone(pl_module))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed + draw)
+                for module in twin.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+                twin.registers.data.normal_(0, 0.02)
+            self.random_accuracies.append(self.sets.accuracy(twin, pl_module.device))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -157,13 +165,15 @@ class OnlineProbe(L.Callback):
         if trainer.is_global_zero:
             accuracy += self.sets.accuracy(self._backbone(pl_module), pl_module.device)
         accuracy = trainer.strategy.reduce(accuracy, reduce_op="sum")  # rank 0's value
-        random = float(self.random_accuracy or 0.0)
+        draws = np.asarray(self.random_accuracies or [0.0])
+        random = float(draws.mean())
         pl_module.log("probe/acc", accuracy, prog_bar=True)
         pl_module.log("probe/acc_random", random)
+        pl_module.log("probe/acc_random_std", float(draws.std(ddof=1)) if len(draws) > 1 else 0.0)
         pl_module.log("probe/gain", accuracy - random)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"random_accuracy": self.random_accuracy}
+        return {"random_accuracies": self.random_accuracies}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.random_accuracy = state_dict.get("random_accuracy")
+        self.random_accuracies = state_dict.get("random_accuracies")
