@@ -23,6 +23,11 @@ from hepmpm.studies.label_efficiency import labels_to_match
 from hepmpm.studies.runner import STUDIES, run_study
 
 SEEDS = 3
+#: Packaged configs of a study beside its own: (study name, config name).
+PACKAGED_VARIANTS = (
+    ("label-efficiency", "label_efficiency_new_classes"),
+    ("label-efficiency", "label_efficiency_sim_to_real"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,9 @@ def studies(tmp_path_factory) -> dict[str, Path]:
             assert main([*args, "--set", share[0]]) == 0
         else:
             run_study(name, outs[name], overrides=share, tiny=True, show_progress=False)
+    for name, config in PACKAGED_VARIANTS:  # label-efficiency's other regimes
+        outs[config] = root / config
+        run_study(name, outs[config], config, share, tiny=True, show_progress=False)
     return outs
 
 
@@ -182,6 +190,39 @@ def test_label_efficiency(studies):
         return set(zip(pt, mass, strict=True))
 
     assert not jets(corpus) & jets(labelled)
+
+
+def test_label_efficiency_on_new_classes(studies):
+    """A corpus without the tagger's classes but Hbb (new classes), and the joint variant: the
+    corpus's own labels as a class target during pre-training."""
+    out = studies["label_efficiency_new_classes"]
+    rows = _rows(out / "results.csv")
+    assert {r["arm"] for r in rows} == {"scratch", "finetune", "finetune-joint"}
+    assert "(new to the pre-training: Wqq, Tbqq)" in (out / "summary.md").read_text()
+    joint = out / "work" / "pretrain" / "joint"
+    logged = _rows(next(joint.glob("logs/version_*/metrics.csv")))
+    accuracy = [float(r["val/acc_class"]) for r in logged if r.get("val/acc_class")]
+    assert accuracy and all(0 <= a <= 1 for a in accuracy)  # the class head trained and scored
+    plain = _rows(next((out / "work" / "pretrain" / "pretrain").glob("logs/version_*/metrics.csv")))
+    assert not any(r.get("val/acc_class") for r in plain)
+
+
+def test_label_efficiency_tested_on_another_domain(studies):
+    """The sim-to-real regime: pre-trained on `data`, fine-tuned on `sim`, every arm also tested
+    on every jet of a separate `data` sample; one arm from the shipped sim backbone."""
+    out = studies["label_efficiency_sim_to_real"]
+    rows = _rows(out / "results.csv")
+    assert sorted((r["arm"], r["labels"]) for r in rows) == sorted(
+        [(a, n) for a in ("scratch", "finetune") for n in ("12", "24")] + [("finetune-sim", "12")]
+    )
+    _in(rows, "accuracy_data", 0, 1)
+    _in(rows, "mean_rejection_50_data", 1, 1e9)
+    assert (out / "accuracy_data_vs_labels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run = out / "work" / "runs" / "finetune-sim" / "n12" / "seed0"
+    tested = json.loads((run / "test_data.json").read_text())
+    data_jets = JetIndex.from_skim(out / "work" / "skims" / "test-data")
+    assert sum(map(sum, tested["confusion_matrix"])) == len(data_jets.labels)  # every jet
+    assert json.loads((run / "tagger.json").read_text())["pretrained"].endswith("compact-sim4")
 
 
 def test_labels_to_match_interpolates_in_log_labels():

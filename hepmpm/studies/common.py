@@ -316,21 +316,29 @@ def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]
     return csv_path, json_path
 
 
+#: The curves a label study plots by default: (value, axis label).
+LABEL_CURVES = (
+    ("accuracy", "test accuracy"),
+    ("mean_rejection_50", "mean QCD rejection at 50% sig. eff."),
+)
+
+
 def label_curves(
-    out: Path, rows: Sequence[dict[str, Any]], values: Sequence[str]
+    out: Path,
+    rows: Sequence[dict[str, Any]],
+    values: Sequence[str],
+    plotted: Sequence[tuple[str, str]] = LABEL_CURVES,
 ) -> tuple[list[dict[str, Any]], list[Path]]:
     """A study of arms × labelled jets: ``results`` and ``aggregated`` tables (mean ± std of
-    ``values`` over seeds) and the accuracy and mean-rejection curves against the labels."""
+    ``values`` over seeds) and the curves of ``plotted`` (value, axis label) against the
+    labels, one ``VALUE_vs_labels.png`` each."""
     from hepmpm.evaluation.plots import mean_std_curves
 
     write_table(out / "results", rows)
     summary = aggregate(rows, ("arm", "labels"), values)
     write_table(out / "aggregated", summary)
     figures = []
-    for value, label in (
-        ("accuracy", "test accuracy"),
-        ("mean_rejection_50", "mean QCD rejection at 50% sig. eff."),
-    ):
+    for value, label in plotted:
         x, ys = curves(summary, "arm", "labels", value)
         figures.append(
             mean_std_curves(x, ys, out / f"{value}_vs_labels.png", "labelled jets", label)

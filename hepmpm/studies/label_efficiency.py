@@ -9,14 +9,19 @@ pre-training never sees a labelled jet. The two usually hold the same classes; w
 labelled sample has classes the corpus lacks, the study measures transfer to **new classes**
 (configs/studies/label_efficiency_new_classes.yaml), and a variant may then add the corpus's own
 labels as a ``class`` target (joint MPM + supervised pre-training: labels of other classes,
-which such a downstream task legitimately has).
+which such a downstream task legitimately has). ``test_samples`` name further labelled samples
+(e.g. the ``data`` preset, the pseudo-data of a sim-to-real study) that every arm is also tested
+on, all of their jets (they serve nothing else): the columns ``accuracy_NAME``, ... beside the
+labelled sample's own.
 
 Every arm has its own fine-tuning stage (so its own learning rate), the same step budget, and
 is tested at its best validation point (:mod:`hepmpm.training.finetune`). Arms name a
 pre-training: ``pretrain`` (the study's main recipe), one of ``variants`` (the main recipe
-with overrides: one lever each), so that an ablation pulls one lever at a time, or ``random``:
+with overrides: one lever each), so that an ablation pulls one lever at a time, ``random``:
 the same backbone at random initialisation, never trained (the control that separates what
-pre-training learned from what a frozen random transformer already gives).
+pre-training learned from what a frozen random transformer already gives), or
+``pretrained:NAME``, a backbone shipped with hepmpm (pre-trained elsewhere: on simulation,
+against the study's own pre-training on data).
 
 Results: ``results.csv`` (arm × labels × seed), ``aggregated.csv`` (mean ± std),
 ``accuracy_vs_labels.png`` / ``mean_rejection_50_vs_labels.png``, ``label_efficiency.csv``
@@ -28,6 +33,7 @@ probe against its random-init twin).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,10 +42,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.evaluation.plots import probe_curves, read_lightning_metrics
 from hepmpm.studies.common import (
+    LABEL_CURVES,
     SampleConfig,
     StudyConfig,
     StudyFolder,
@@ -56,6 +64,7 @@ from hepmpm.training.stages import Stage
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
 MAIN = "pretrain"  #: the name of the main pre-training (variants: their own names)
 RANDOM = "random"  #: the main recipe's backbone at random initialisation (no pre-training)
+SHIPPED = "pretrained:"  #: prefix of a backbone shipped with hepmpm (hepmpm pretrained)
 
 
 class Arm(StrictModel):
@@ -64,7 +73,9 @@ class Arm(StrictModel):
     name: str = Field(description="e.g. scratch, frozen, finetune, finetune-order")
     mode: Literal["scratch", "frozen", "finetune"]
     pretraining: str | None = Field(
-        None, description="'pretrain', a variant's name or 'random' (None for scratch)"
+        None,
+        description="'pretrain', a variant's name, 'random' or 'pretrained:NAME' (a shipped "
+        "backbone); None for scratch",
     )
     finetune: Stage | None = Field(None, description="None: the study's finetune stage")
     overrides: list[str] = Field(
@@ -87,6 +98,11 @@ class LabelEfficiencyConfig(StudyConfig):
 
     corpus: SampleConfig = Field(description="unlabelled pre-training sample")
     labelled: SampleConfig = Field(description="labelled sample: train (N), val, test splits")
+    test_samples: dict[str, SampleConfig] = Field(
+        default_factory=dict,
+        description="name -> further labelled samples of the labelled sample's classes, every "
+        "jet of which every arm is also tested on (e.g. data: the data preset)",
+    )
     labels: list[int] = Field(min_length=1, description="class-balanced labelled jets per point")
     variants: dict[str, list[str]] = Field(
         default_factory=dict, description="name -> overrides of the main pre-training (a lever)"
@@ -120,7 +136,8 @@ class LabelEfficiencyConfig(StudyConfig):
         for arm in self.arms:
             if arm.mode == "scratch" and arm.pretraining is not None:
                 raise ValueError(f"arm {arm.name!r}: scratch takes no pretraining")
-            if arm.mode != "scratch" and arm.pretraining not in known:
+            shipped = (arm.pretraining or "").startswith(SHIPPED)
+            if arm.mode != "scratch" and arm.pretraining not in known and not shipped:
                 raise ValueError(
                     f"arm {arm.name!r}: pretraining must be one of {sorted(known)}, "
                     f"got {arm.pretraining!r}"
@@ -139,8 +156,15 @@ class LabelEfficiencyConfig(StudyConfig):
                 raise ValueError(f"arm {arm.name!r}: its labels must be among {self.labels}")
             if not set(arm.seeds or []) <= set(self.seeds):
                 raise ValueError(f"arm {arm.name!r}: its seeds must be among {self.seeds}")
-        if (self.corpus.preset, self.corpus.seed) == (self.labelled.preset, self.labelled.seed):
-            raise ValueError("corpus and labelled samples need different seeds (disjoint jets)")
+        samples = {"corpus": self.corpus, "labelled": self.labelled, **self.test_samples}
+        seen: dict[tuple[str, int], str] = {}
+        for name, sample in samples.items():
+            other = seen.setdefault((sample.preset, sample.seed), name)
+            if other != name:
+                raise ValueError(f"{other} and {name} samples need different seeds (disjoint jets)")
+        for name, sample in self.test_samples.items():
+            if set(sample.classes) != set(self.labelled.classes):
+                raise ValueError(f"test sample {name!r} must hold the labelled sample's classes")
 
 
 def run(
@@ -167,12 +191,22 @@ def run(
         progress,
     )
     echo(f"skims: {corpus} (pre-training), {labelled} (labels, val, test)")
+    tests = {
+        name: folder.skim(
+            f"test-{name}", sample_paths(folder.sample(sample, progress)), sample.preset, progress
+        )
+        for name, sample in config.test_samples.items()
+    }
     backbones: dict[str, Path] = {}
 
     def backbone(name: str | None) -> Path | None:
         """The pre-training ``name`` (run the first time an arm needs it)."""
         if name is None:
             return None
+        if name.startswith(SHIPPED):
+            from hepmpm.pretrained import resolve_backbone
+
+            return resolve_backbone(name)
         if name not in backbones and name == RANDOM:
             backbones[name] = folder.random_backbone(name, corpus)
         elif name not in backbones:
@@ -190,10 +224,12 @@ def run(
         if lr is not None:
             stage = Stage(config=stage.config, overrides=[*stage.overrides, f"optimizer.lr={lr}"])
             run = f"{arm.name}/lr{lr:g}/n{n}/seed{seed}"
-        _, metrics = folder.finetune(
+        run_dir, metrics = folder.finetune(
             run, labelled, backbone(arm.pretraining), arm.mode, n, config.labelled.classes, seed,
             progress, stage,
         )  # fmt: skip
+        if metrics is not None and tests:
+            metrics = {**metrics, "other_tests": other_tests(run_dir, tests, folder.report_only)}
         return metrics
 
     def learning_rate(arm: Arm) -> float | None:
@@ -237,6 +273,8 @@ def run(
             "arm": arm.name, "labels": n, "seed": seed, "lr": learning_rate(arm),
             "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
         }  # fmt: skip
+        for name, test in metrics.get("other_tests", {}).items():
+            row |= {f"{key}_{name}": value for key, value in tagger_row(test).items()}
         echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
         rows.append(row)
     if missing:
@@ -245,6 +283,23 @@ def run(
         n: p for n, p in backbones.items() if n != RANDOM and (p / "backbone.json").is_file()
     }
     return report(config, folder, rows, backbones, lr_rows)
+
+
+def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dict[str, Any]:
+    """The metrics of the tagger in ``run_dir`` on every jet of each of ``skims`` (name -> skim
+    folder of a test sample), kept in ``run_dir/test_NAME.json``; ``report_only``: only those."""
+    from hepmpm.models.store import load_tagger
+    from hepmpm.training.finetune import evaluate_tagger
+
+    found = {}
+    for name, skim in skims.items():
+        path = run_dir / f"test_{name}.json"
+        if not path.is_file() and not report_only:
+            tagger, record = load_tagger(run_dir)
+            write_json_atomic(path, evaluate_tagger(tagger, skim, record["labels"], None))
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
+    return found
 
 
 def arm_stage(arm: Arm, default: Stage) -> Stage:
@@ -398,7 +453,11 @@ def report(
 ) -> Path:
     """Tables, plots and the summary page (``lr_rows``: each learning-rate candidate's run)."""
     out = folder.root
-    summary, figures = label_curves(out, rows, VALUES)
+    others = [f"{v}_{name}" for name in config.test_samples for v in VALUES]
+    values = [*VALUES, *(v for v in others if rows and all(v in row for row in rows))]
+    domains = [n for n in config.test_samples if f"accuracy_{n}" in values]
+    plotted = [*LABEL_CURVES, *((f"accuracy_{n}", f"test accuracy on {n}") for n in domains)]
+    summary, figures = label_curves(out, rows, values, plotted)
     efficiency = efficiency_rows(summary, config.reference)
     ablation = ablation_rows(summary, config)
     probes = probe_rows(backbones)
@@ -412,7 +471,7 @@ def report(
             _table_section("Learning rate of each arm (lowest validation loss)", lr_rows)
         )
     sections.append(
-        aggregated_section("Results (test split)", summary, ("arm", "labels"), VALUES, [], figures)
+        aggregated_section("Results (test split)", summary, ("arm", "labels"), values, [], figures)
     )
     if efficiency:
         sections.append(_table_section("Label-efficiency factor", efficiency))
@@ -439,13 +498,18 @@ def _setup_text(config: LabelEfficiencyConfig) -> str:
     n_corpus = c.jets_per_class * len(c.classes)
     new = [name for name in lab.classes if name not in c.classes]
     transfer = f" (new to the pre-training: {', '.join(new)})" if new else ""
+    tested = "".join(
+        f"Also tested on every jet of {name}: {t.jets_per_class} {t.preset} jets per class "
+        f"(seed {t.seed}), columns *_{name}. "
+        for name, t in config.test_samples.items()
+    )
     return (
         f"Pre-training corpus: {n_corpus} {c.preset} jets of {', '.join(c.classes)} "
-        f"(seed {c.seed}), no labels; {config.pretrain.config} "
+        f"(seed {c.seed}), no labels (a class target uses theirs); {config.pretrain.config} "
         f"{' '.join(config.pretrain.overrides)}. Labelled sample: {lab.jets_per_class} "
         f"{lab.preset} jets per class of {', '.join(lab.classes)}{transfer} (seed {lab.seed}): "
         f"N class-balanced train jets per point, "
         f"its val split picks each arm's best step, its test split is shared by every arm. "
-        f"Fine-tuning {config.finetune.config} {' '.join(config.finetune.overrides)}; "
+        f"{tested}Fine-tuning {config.finetune.config} {' '.join(config.finetune.overrides)}; "
         f"mean ± std over {len(config.seeds)} seeds."
     )
