@@ -13,11 +13,15 @@ from hepmpm.models.classifier import HeadConfig, JetTagger
 from hepmpm.models.store import save_tagger
 
 
-def make_tagger_dir(out: Path, feature_set: str = "part17", seed: int = 0, **extra) -> Path:
-    """A ``tiny`` tagger with random weights saved as a fine-tuning folder (tagger.pt + .json)."""
+def make_tagger_dir(
+    out: Path, feature_set: str = "part17", seed: int = 0, backbone=None, **extra
+) -> Path:
+    """A tagger (``backbone``: a BackboneConfig, default ``tiny``) with random weights saved as
+    a fine-tuning folder (tagger.pt + .json)."""
     torch.manual_seed(seed)
     head = HeadConfig(heads=4, layers=1)
-    tagger = JetTagger(get_feature_set(feature_set), BACKBONE_SIZES["tiny"], head, len(CLASS_NAMES))
+    config = backbone or BACKBONE_SIZES["tiny"]
+    tagger = JetTagger(get_feature_set(feature_set), config, head, len(CLASS_NAMES))
     # Random weights give near-uniform scores; a larger output layer spreads them out.
     with torch.no_grad():
         tagger.head.classify.weight.mul_(20.0)

@@ -59,6 +59,22 @@ def test_hepmpm_layout_round_trip(tagger_dir, exported):
     assert probs.std() > 0.01  # not a constant model: the comparison means something
 
 
+def test_pair_bias_exports(tmp_path):
+    """A backbone with ParT's pair features (ln ΔR, kT, z, m² through an MLP): the same scores
+    in onnxruntime as in torch, for any jet length (ONNX's dynamic P)."""
+    from hepmpm.models.backbone import BACKBONE_SIZES
+
+    config = BACKBONE_SIZES["tiny"].model_copy(update={"pair_bias": True, "pair_dim": 8})
+    tagger_dir = make_tagger_dir(tmp_path / "ft", backbone=config)
+    report = export_tagger(tagger_dir, tmp_path / "pairs.onnx")
+    assert report.worst < 1e-5
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    for particles in (9, 71):
+        features, mask = random_jets(get_feature_set("part17"), 16, particles, seed=particles)
+        probs, _ = session.run(None, {"pf_features": features, "pf_mask": mask})
+        np.testing.assert_allclose(probs, torch_probs(tagger_dir, features, mask)[0], atol=1e-5)
+
+
 def test_metadata(exported, tagger_dir):
     model = onnx.load(str(exported["hepmpm"].path))
     props = {p.key: p.value for p in model.metadata_props}

@@ -61,6 +61,32 @@ def test_order_tokens_number_the_masked_particles():
     assert torch.equal(code[1, 0], table[0]) and torch.equal(code[1, 4], table[1])
 
 
+@pytest.mark.parametrize("mode", ["v1", "v2"])
+def test_pair_bias_never_shows_a_masked_particle(skim_dir, mode):
+    """With pair features on, what the model predicts for the masked particles does not change
+    when their raw features do: their pairs carry no bias (v1) or they are not encoded (v2)."""
+    backbone = BACKBONE_SIZES["tiny"].model_copy(update={"pair_bias": True, "pair_dim": 8})
+    config = MPMConfig(mode=mode, targets={"regression": 1.0, "id": 1.0})
+    torch.manual_seed(0)
+    model = MaskedParticleModel(PART17, backbone, config).eval()
+    batch = _batch(skim_dir)
+    masked = choose_masked(batch.mask, 0.4, torch.Generator().manual_seed(1))
+    altered = batch.features.clone()
+    altered[masked] = altered[masked] * 1.5 + 0.3  # other kinematics for the hidden particles
+    with torch.no_grad():
+        before = model(batch.features, batch.mask, masked)
+        after = model(altered, batch.mask, masked)
+    for target in before:
+        torch.testing.assert_close(before[target], after[target])
+    visible = batch.mask & ~masked
+    altered = batch.features.clone()
+    altered[visible] = altered[visible] * 1.5 + 0.3
+    with torch.no_grad():  # the visible particles' kinematics do count
+        assert not torch.allclose(
+            before["regression"], model(altered, batch.mask, masked)["regression"]
+        )
+
+
 def test_huber_is_quadratic_then_linear():
     prediction = {"regression": torch.tensor([[0.5], [3.0]])}
     target = {"regression": torch.zeros(2, 1)}

@@ -200,11 +200,15 @@ class MaskedParticleModel(nn.Module):
         if self.config.mode == "v1":
             fill = self.mask_token + self._position_code(masked, tokens.shape[-1])
             tokens = torch.where(masked[..., None], fill.to(tokens.dtype), tokens)
-            outputs, registers = self.backbone.encode_embedded(tokens, mask)
+            # Pair features of the particles it does not hide: a masked particle's kinematics
+            # must not reach the encoder through its pairs.
+            outputs, registers = self.backbone.encode_embedded(
+                tokens, mask, features, mask & ~masked
+            )
             encoded, visible = outputs, mask
         else:
             visible = mask & ~masked
-            encoded, registers = self.backbone.encode_embedded(tokens, visible)
+            encoded, registers = self.backbone.encode_embedded(tokens, visible, features)
             x = self.to_decoder(torch.cat([registers, encoded], dim=1))
             fill = self.null_token + self._position_code(masked, x.shape[-1])
             n_registers = registers.shape[1]

@@ -30,12 +30,7 @@ from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet
 from hepmpm.models.embedding import FeatureNormalisation
-
-#: Per feature set: (pT feature, whether it holds log pT, Δη feature, Δφ feature).
-_KINEMATIC_FEATURES: dict[str, tuple[str, bool, str, str]] = {
-    "part17": ("part_pt_log", True, "part_deta", "part_dphi"),
-    "mpm7id": ("pt", False, "deta", "dphi"),
-}
+from hepmpm.models.pairs import ParticleKinematics
 
 
 class FcLayer(StrictModel):
@@ -82,13 +77,6 @@ def _particle_transformer() -> type[nn.Module]:
     return ParticleTransformer
 
 
-def _feature_index(feature_set: FeatureSet, name: str) -> int:
-    try:
-        return feature_set.names.index(name)
-    except ValueError:
-        raise HepmpmError(f"feature set {feature_set.name!r} has no feature {name!r}") from None
-
-
 class ParTTagger(nn.Module):
     """Raw particle features [B, P, F] + mask [B, P] (True = real) → (logits [B, C],
     embedding [B, D]).
@@ -106,18 +94,12 @@ class ParTTagger(nn.Module):
 
     def __init__(self, feature_set: FeatureSet, config: PartConfig, n_classes: int) -> None:
         super().__init__()
-        if feature_set.name not in _KINEMATIC_FEATURES:
-            raise HepmpmError(
-                f"ParT needs pT, Δη and Δφ of each particle; feature set {feature_set.name!r} "
-                f"is not one it knows (known: {', '.join(_KINEMATIC_FEATURES)})"
-            )
+        kinematics = ParticleKinematics(feature_set, "ParT")  # before the import: errors first
         ParticleTransformer = _particle_transformer()
         self.feature_set = feature_set
         self.config = config
         self.normalise = FeatureNormalisation(feature_set)
-        pt, self.pt_is_log, eta, phi = _KINEMATIC_FEATURES[feature_set.name]
-        kinematics = [_feature_index(feature_set, name) for name in (pt, eta, phi)]
-        self.register_buffer("kinematic_index", torch.tensor(kinematics), persistent=False)
+        self.kinematics = kinematics
         input_dim = self.normalise.n_continuous + sum(self.normalise.categories)
         # weaver's networks/example_ParticleTransformer.py for JetClass (kinpid + 4-vectors).
         self.part = ParticleTransformer(
@@ -178,9 +160,7 @@ class ParTTagger(nn.Module):
         ]
         x = torch.cat([continuous, *one_hot], dim=-1) * real  # [N, P, C]
 
-        pt, eta, phi = features.index_select(-1, self.kinematic_index).unbind(-1)  # [N, P] each
-        if self.pt_is_log:
-            pt = torch.exp(pt)
+        pt, eta, phi = self.kinematics(features)  # [N, P] each
         # The particle's momentum in the frame boosted along the beam by the jet's rapidity and
         # rotated by -φ_jet, massless (η = y). ParT's pair features — ln ΔR, ln kT = ln(min pT ΔR),
         # ln z = ln(min pT / (pT_i + pT_j)) and ln m²_ij — use only pT, rapidity and φ
