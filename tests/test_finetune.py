@@ -349,3 +349,43 @@ def test_metrics_with_an_absent_class():
     assert no_qcd["per_class"]["Wqq"]["auc_vs_qcd"] is None and no_qcd["macro_auc"] is None
     with pytest.raises(HepmpmError, match="3 classes, but 2 class names"):
         classification_metrics(scores, labels, ["QCD", "Wqq"])
+
+
+def test_frozen_outputs_are_the_backbones_and_computed_once(skim, pretrained):
+    """The frozen arm's kept outputs equal a backbone pass; a jet is passed through once."""
+    from hepmpm.data.loader import JetDataset, make_dataloader
+    from hepmpm.training.frozen_outputs import FrozenOutputs
+
+    backbone = load_backbone(pretrained).eval()
+    calls = []
+
+    def counted(features, mask):
+        calls.append(len(mask))
+        return backbone(features, mask)
+
+    store = FrozenOutputs(limit=20)
+    batch = next(iter(make_dataloader(JetDataset(skim, "train", 16))))
+    particles, registers = store(counted, batch)
+    with torch.no_grad():
+        expected, expected_registers = backbone(batch.features, batch.mask)
+    torch.testing.assert_close(particles[batch.mask], expected[batch.mask], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(registers, expected_registers, atol=1e-5, rtol=1e-4)
+    assert torch.all(particles[~batch.mask] == 0)
+    again, _ = store(counted, batch)
+    assert calls == [16] and torch.equal(again, particles)  # from the store
+    wider = next(iter(make_dataloader(JetDataset(skim, "train", 32))))  # 16 kept + 16 new
+    store(counted, wider)
+    assert calls == [16, 16] and len(store.store) == 20  # the limit holds; the rest recomputed
+
+
+def test_frozen_arm_trains_the_same_on_kept_outputs(skim, pretrained, tmp_path):
+    overrides = [*FAST, "trainer.max_steps=12", "trainer.val_every_steps=6"]
+    runs = {}
+    for kept in (0, 20000):
+        runs[kept] = run_finetune(
+            "tiny", skim, tmp_path / f"kept{kept}", backbone_dir=pretrained, mode="frozen",
+            overrides=[*overrides, f"frozen_cache_jets={kept}"], show_progress=False,
+        )  # fmt: skip
+    assert runs[0]["best_step"] == runs[20000]["best_step"]
+    assert runs[0]["best_val_loss"] == pytest.approx(runs[20000]["best_val_loss"], rel=1e-4)
+    assert runs[0]["test"]["accuracy"] == pytest.approx(runs[20000]["test"]["accuracy"], abs=0.02)

@@ -104,6 +104,13 @@ class JetTagger(nn.Module):
         self, features: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         particles, registers = self.backbone(features, mask)  # [B, P, D], [B, R, D]
+        return self.head_outputs(particles, registers, mask)
+
+    def head_outputs(
+        self, particles: torch.Tensor, registers: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, C], embedding [B, D]) of the head on backbone outputs: particles
+        [B, P, D] with their mask [B, P], registers [B, R, D]."""
         register_mask = torch.ones(registers.shape[:2], dtype=torch.bool, device=mask.device)
         tokens = torch.cat([registers, particles], dim=1)
         return self.head(tokens, torch.cat([register_mask, mask], dim=1))

@@ -71,6 +71,7 @@ from hepmpm.pretrained import resolve_backbone
 from hepmpm.records import settings_hash
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
+from hepmpm.training.frozen_outputs import FrozenOutputs
 from hepmpm.training.runs import (
     TrainerConfig,
     claim_run_folder,
@@ -143,6 +144,12 @@ class FinetuneConfig(StrictModel):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many validations without a lower val/loss"
     )
+    frozen_cache_jets: int = Field(
+        20000,
+        ge=0,
+        description="frozen mode: keep the backbone's outputs of up to this many jets and train "
+        "the head on them, not on a backbone pass per step (0: a pass per step)",
+    )
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     head: HeadConfig = Field(default_factory=HeadConfig)
     part: PartConfig = Field(default_factory=PartConfig)
@@ -210,6 +217,9 @@ class FinetuneModule(L.LightningModule):
         self.frozen = c.mode == "frozen"
         if self.frozen:
             self.tagger.backbone.requires_grad_(False)
+        self.frozen_outputs = None
+        if self.frozen and c.model == "hepmpm" and c.frozen_cache_jets > 0:
+            self.frozen_outputs = FrozenOutputs(c.frozen_cache_jets)
         self._val: dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True) -> FinetuneModule:
@@ -220,7 +230,11 @@ class FinetuneModule(L.LightningModule):
         return self
 
     def _loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, _ = self.tagger(batch.features, batch.mask)  # [B, C]
+        if self.frozen_outputs is not None:  # the head on the jets' kept backbone outputs
+            particles, registers = self.frozen_outputs(self.tagger.backbone, batch)
+            logits, _ = self.tagger.head_outputs(particles, registers, batch.mask)
+        else:
+            logits, _ = self.tagger(batch.features, batch.mask)  # [B, C]
         target = self.label_lookup[batch.labels]  # [B], 0..C-1
         return F.cross_entropy(logits, target), logits, target
 
