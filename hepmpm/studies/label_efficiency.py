@@ -291,11 +291,12 @@ def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dic
     from hepmpm.models.store import load_tagger
     from hepmpm.training.finetune import evaluate_tagger
 
-    found = {}
+    found, loaded = {}, None
     for name, skim in skims.items():
         path = run_dir / f"test_{name}.json"
         if not path.is_file() and not report_only:
-            tagger, record = load_tagger(run_dir)
+            loaded = loaded or load_tagger(run_dir)  # once per run, not once per sample
+            tagger, record = loaded
             write_json_atomic(path, evaluate_tagger(tagger, skim, record["labels"], None))
         if path.is_file():
             found[name] = json.loads(path.read_text())
