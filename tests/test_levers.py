@@ -6,11 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_skim
 
+from hepmpm.config import resolve_config
 from hepmpm.data.loader import JetDataset, make_dataloader
+from hepmpm.errors import HepmpmError
 from hepmpm.features import get_feature_set
 from hepmpm.models.backbone import BACKBONE_SIZES
 from hepmpm.models.mpm import MaskedParticleModel, MPMConfig, choose_masked, mpm_losses
+from hepmpm.training.pretrain import MPMModule, PretrainConfig, labelled_domains
 from hepmpm.training.probe import ProbeConfig, ProbeSets, probe_accuracy
 
 PART17 = get_feature_set("part17")
@@ -113,6 +117,27 @@ def test_class_target_ignores_unlabelled_and_disallowed_jets(skim_dir):
     # No labelled jet in a batch: zero, not NaN, and no gradient.
     none = mpm_losses({"class": logits}, {"class": torch.full_like(targets, -1)})["class"]
     assert none.item() == 0.0
+
+
+def test_class_domains_train_on_the_labels_of_those_domains_only(shift_samples, tmp_path):
+    """Pre-training on data and simulation together: the class target reads the labels of the
+    sim jets and never the truth of the pseudo-data."""
+    make_skim(list(shift_samples), tmp_path / "mixed")  # each folder's domain: its preset
+    dataset = JetDataset(tmp_path / "mixed", None, 512)  # every jet in one batch
+    assert set(dataset.domains) == {"sim", "data"}
+    batch = next(iter(make_dataloader(dataset)))
+    config = resolve_config(
+        PretrainConfig, "tiny", "pretrain",
+        ["mpm.targets={regression: 1.0, class: 1.0}", "mpm.class_domains=[sim]"],
+    )  # fmt: skip
+    module = MPMModule("part17", config.model_dump(), domains=dataset.domains)
+    _, _, _, targets = module._step(batch)
+    is_sim = batch.domain == dataset.domains.index("sim")
+    assert is_sim.any() and (~is_sim).any()  # both domains in the batch
+    assert torch.equal(targets["class"][is_sim], batch.labels[is_sim])
+    assert bool((targets["class"][~is_sim] == -1).all())
+    with pytest.raises(HepmpmError, match=r"class_domains: domain\(s\) \['mc'\] not in"):
+        labelled_domains(["mc"], dataset.domains)
 
 
 def test_class_target_needs_a_particle_target():

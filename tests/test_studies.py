@@ -213,7 +213,8 @@ def test_label_efficiency_tested_on_another_domain(studies):
     out = studies["label_efficiency_sim_to_real"]
     rows = _rows(out / "results.csv")
     assert sorted((r["arm"], r["labels"]) for r in rows) == sorted(
-        [(a, n) for a in ("scratch", "finetune") for n in ("12", "24")] + [("finetune-sim", "12")]
+        [(a, n) for a in ("scratch", "finetune") for n in ("12", "24")]
+        + [("finetune-sim", "12"), ("finetune-joint-sim", "12")]
     )
     _in(rows, "accuracy_data", 0, 1)
     _in(rows, "mean_rejection_50_data", 1, 1e9)
@@ -223,6 +224,11 @@ def test_label_efficiency_tested_on_another_domain(studies):
     data_jets = JetIndex.from_skim(out / "work" / "skims" / "test-data")
     assert sum(map(sum, tested["confusion_matrix"])) == len(data_jets.labels)  # every jet
     assert json.loads((run / "tagger.json").read_text())["pretrained"].endswith("compact-sim4")
+    # Joint: pre-trained on data and sim together, the class target on the sim labels only.
+    both = JetIndex.from_skim(out / "work" / "skims" / "corpus+labelled")
+    assert set(both.domains) == {"data", "sim"}
+    joint = json.loads((out / "work" / "pretrain" / "joint-sim" / "run.json").read_text())
+    assert joint["mpm"]["class_domains"] == ["sim"] and "class" in joint["mpm"]["targets"]
 
 
 def test_labels_to_match_interpolates_in_log_labels():

@@ -21,8 +21,9 @@ Targets (several at once, each with a weight): ``vqvae`` / ``kmeans`` (token id 
 tokenizer, cross-entropy), ``regression`` (the normalised continuous features, MSE or Huber:
 ``regression_loss``), ``id`` (the 8-class particle type, cross-entropy), and ``class``: the
 jet's class from its pooled embedding (joint MPM + supervised pre-training, arXiv 2606.14870),
-counted only on jets whose JetClass label is in ``class_labels`` (others are unlabelled and
-contribute the masked-particle targets alone). Particle losses count masked particles only.
+counted only on jets whose JetClass label is in ``class_labels`` and whose domain is in
+``class_domains`` (others are unlabelled and contribute the masked-particle targets alone).
+Particle losses count masked particles only.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class MPMConfig(StrictModel):
         None,
         description="class target: JetClass labels it may use (None: every labelled jet); "
         "jets of other labels count as unlabelled",
+    )
+    class_domains: list[str] | None = Field(
+        None,
+        description="class target: domains whose labels it may use (e.g. [sim] when pre-training "
+        "on data and simulation together: pseudo-data's truth is for evaluation only; None: "
+        "every domain); jets of other domains count as unlabelled",
     )
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
 

@@ -143,8 +143,9 @@ class StudyFolder:
             files.setdefault(entry["class"], []).append(folder / name)
         return {c: files[c] for c in spec.classes}
 
-    def skim(self, name: str, files: Iterable[Path], domain: str, progress: bool) -> Path:
-        """Skim ``files`` into ``work/skims/NAME`` (kept when complete with the same inputs)."""
+    def skim(self, name: str, files: Iterable[Path], domain: str | None, progress: bool) -> Path:
+        """Skim ``files`` into ``work/skims/NAME`` (kept when complete with the same inputs);
+        ``domain`` None: each file's is the preset of the sample it belongs to."""
         from hepmpm.skim import SkimRequest, run_skim
 
         out = self.work / "skims" / name

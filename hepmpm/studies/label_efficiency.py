@@ -107,6 +107,13 @@ class LabelEfficiencyConfig(StudyConfig):
     variants: dict[str, list[str]] = Field(
         default_factory=dict, description="name -> overrides of the main pre-training (a lever)"
     )
+    pretrain_on_labelled: list[str] = Field(
+        default_factory=list,
+        description="variants pre-trained on the corpus and the labelled sample together, "
+        "whose class target counts the labelled sample's jets only (mpm.class_domains: its "
+        "preset): MPM on data with the class on simulation. The pre-training then reads the "
+        "labels of the labelled train split, a superset of every point's N",
+    )
     arms: list[Arm] = Field(min_length=1)
     reference: str = Field("scratch", description="the arm the others are compared with")
     ablation_labels: int | None = Field(None, description="N of the ablation table")
@@ -141,6 +148,14 @@ class LabelEfficiencyConfig(StudyConfig):
                 raise ValueError(
                     f"arm {arm.name!r}: pretraining must be one of {sorted(known)}, "
                     f"got {arm.pretraining!r}"
+                )
+        for name in self.pretrain_on_labelled:
+            if name not in self.variants:
+                raise ValueError(f"pretrain_on_labelled: {name!r} is not a variant")
+            if self.corpus.preset == self.labelled.preset:
+                raise ValueError(
+                    "pretrain_on_labelled needs a corpus of another preset than the labelled "
+                    "sample: the class target tells their jets apart by domain"
                 )
         if self.ablation_labels is not None and self.ablation_labels not in self.labels:
             raise ValueError(f"ablation_labels {self.ablation_labels} is not in labels")
@@ -178,18 +193,10 @@ def run(
     write the tables of the runs complete so far and list the missing ones (a long study
     checked while it runs, or stopped before its end)."""
     folder = StudyFolder(out, config, "label-efficiency", report_only)
-    corpus = folder.skim(
-        "corpus",
-        sample_paths(folder.sample(config.corpus, progress)),
-        config.corpus.preset,
-        progress,
-    )
-    labelled = folder.skim(
-        "labelled",
-        sample_paths(folder.sample(config.labelled, progress)),
-        config.labelled.preset,
-        progress,
-    )
+    corpus_files = sample_paths(folder.sample(config.corpus, progress))
+    labelled_files = sample_paths(folder.sample(config.labelled, progress))
+    corpus = folder.skim("corpus", corpus_files, config.corpus.preset, progress)
+    labelled = folder.skim("labelled", labelled_files, config.labelled.preset, progress)
     echo(f"skims: {corpus} (pre-training), {labelled} (labels, val, test)")
     tests = {
         name: folder.skim(
@@ -210,8 +217,13 @@ def run(
         if name not in backbones and name == RANDOM:
             backbones[name] = folder.random_backbone(name, corpus)
         elif name not in backbones:
-            extra = [f"probe.skim={labelled}", *config.variants.get(name, [])]
-            backbones[name] = folder.pretrain(name, corpus, progress, extra)
+            skim, extra = corpus, [f"probe.skim={labelled}", *config.variants.get(name, [])]
+            if name in config.pretrain_on_labelled:
+                # Each file's domain is its sample's preset; last, so that nothing lets the
+                # class target read the corpus's truth.
+                skim = folder.skim("corpus+labelled", corpus_files + labelled_files, None, progress)
+                extra.append(f"mpm.class_domains=[{config.labelled.preset}]")
+            backbones[name] = folder.pretrain(name, skim, progress, extra)
             echo(f"pre-trained {name}: {backbones[name]}")
         return backbones[name]
 
@@ -504,6 +516,14 @@ def _setup_text(config: LabelEfficiencyConfig) -> str:
         f"(seed {t.seed}), columns *_{name}. "
         for name, t in config.test_samples.items()
     )
+    if config.pretrain_on_labelled:
+        joint = (
+            f"{', '.join(config.pretrain_on_labelled)}: pre-trained on the corpus and the "
+            f"labelled sample together, the class target on the labelled ({lab.preset}) jets "
+            f"only (all of its train split: more labels than N). "
+        )
+    else:
+        joint = ""
     return (
         f"Pre-training corpus: {n_corpus} {c.preset} jets of {', '.join(c.classes)} "
         f"(seed {c.seed}), no labels (a class target uses theirs); {config.pretrain.config} "
@@ -511,6 +531,7 @@ def _setup_text(config: LabelEfficiencyConfig) -> str:
         f"{lab.preset} jets per class of {', '.join(lab.classes)}{transfer} (seed {lab.seed}): "
         f"N class-balanced train jets per point, "
         f"its val split picks each arm's best step, its test split is shared by every arm. "
-        f"{tested}Fine-tuning {config.finetune.config} {' '.join(config.finetune.overrides)}; "
+        f"{joint}{tested}Fine-tuning {config.finetune.config} "
+        f"{' '.join(config.finetune.overrides)}; "
         f"mean ± std over {len(config.seeds)} seeds."
     )

@@ -22,6 +22,7 @@ an N-step run; resuming with a larger ``max_steps`` alone stretches the schedule
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from hepmpm import __version__
 from hepmpm.config import StrictModel, resolve_config
+from hepmpm.data.index import UNKNOWN_LABEL
 from hepmpm.data.loader import make_dataloader
 from hepmpm.data.manifest import load_manifest
 from hepmpm.errors import HepmpmError
@@ -82,6 +84,20 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
     return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
+def labelled_domains(allowed: list[str] | None, domains: Sequence[str]) -> torch.Tensor | None:
+    """Which domain codes the class target may take labels from: bool [len(domains)], or
+    ``None`` when ``allowed`` is (every domain). A name the skim lacks is an error."""
+    if allowed is None:
+        return None
+    unknown = sorted(set(allowed) - set(domains))
+    if unknown:
+        raise HepmpmError(
+            f"mpm.class_domains: domain(s) {unknown} not in the skim "
+            f"(domains there: {list(domains)})"
+        )
+    return torch.tensor([name in allowed for name in domains], dtype=torch.bool)
+
+
 class MPMModule(L.LightningModule):
     """Lightning wrapper of :class:`MaskedParticleModel`, with a frozen tokenizer for tokens."""
 
@@ -91,10 +107,14 @@ class MPMModule(L.LightningModule):
         config: dict[str, Any],
         n_tokens: int | None = None,
         tokenizer: torch.nn.Module | None = None,
+        domains: tuple[str, ...] = (),
     ) -> None:
+        """``domains``: the skim's domain names, in the order of ``JetBatch.domain``'s codes
+        (what ``mpm.class_domains`` is matched against)."""
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
         self.config = PretrainConfig.model_validate(config)
+        self.labelled_domain = labelled_domains(self.config.mpm.class_domains, domains)
         self.model = MaskedParticleModel(
             get_feature_set(feature_set), self.config.backbone, self.config.mpm, n_tokens
         )
@@ -112,7 +132,11 @@ class MPMModule(L.LightningModule):
             with torch.no_grad():
                 tokens = self.tokenizer.tokenize(features, mask)
         predictions = self.model(features, mask, masked)
-        targets = self.model.targets(features, masked, tokens, batch.labels)
+        labels = batch.labels
+        if self.labelled_domain is not None:  # the truth of other domains is never trained on
+            keep = self.labelled_domain.to(labels.device)[batch.domain]
+            labels = torch.where(keep, labels, torch.full_like(labels, UNKNOWN_LABEL))
+        targets = self.model.targets(features, masked, tokens, labels)
         losses = mpm_losses(predictions, targets, self.config.mpm.regression_loss)
         weights = self.config.mpm.targets
         loss = sum(weights[name] * value for name, value in losses.items())
@@ -315,6 +339,7 @@ def run_pretrain(
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
     feature_set = datamodule.feature_set
+    labelled_domains(config.mpm.class_domains, datamodule.index.domains)  # before any work
     tokenizer = _load_tokenizer_for(config, tokenizer_dir, feature_set)
     n_tokens = tokenizer.n_tokens if tokenizer is not None else None
     out = Path(out)
@@ -328,7 +353,9 @@ def run_pretrain(
         "init": None if init is None else str(init),
     }
     ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
-    module = MPMModule(feature_set.name, config.model_dump(), n_tokens, tokenizer)
+    module = MPMModule(
+        feature_set.name, config.model_dump(), n_tokens, tokenizer, datamodule.index.domains
+    )
     started_from = None
     if init is not None:
         started_from = _initial_weights(module, init, feature_set, record)
