@@ -350,11 +350,12 @@ def test_report_only_trains_nothing(studies, tmp_path):
               show_progress=False, report_only=True)  # fmt: skip
     assert (out / "results.csv").read_text() == before
     assert not any("not run yet" in line for line in lines)
-    fresh = tmp_path / "fresh"  # nothing trained there: every run is listed as missing
-    run_study("label-efficiency", fresh, overrides=[share], tiny=True, echo=lines.append,
-              show_progress=False, report_only=True)  # fmt: skip
+    # Nothing ran there: every run is listed as missing, and nothing is generated or skimmed.
+    fresh, no_samples = tmp_path / "fresh", tmp_path / "samples"
+    run_study("label-efficiency", fresh, overrides=[f"samples_dir={no_samples}"], tiny=True,
+              echo=lines.append, show_progress=False, report_only=True)  # fmt: skip
     assert any(line.startswith("not run yet (6)") for line in lines), lines
-    assert not (fresh / "work" / "runs").exists()
+    assert not (fresh / "work").exists() and not no_samples.exists()
     with pytest.raises(HepmpmError, match="no report-only mode"):
         run_study("label-scan", tmp_path / "x", tiny=True, report_only=True)
 

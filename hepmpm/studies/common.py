@@ -118,7 +118,8 @@ class StudyFolder:
         """Generate (or complete) ``spec``; its ROOT files per class (several when a class has
         more jets than one file holds). Samples of the same preset,
         size and seed share one folder, whatever classes each study asks for (a file's jets
-        depend only on the seed, class and file number). Not safe for concurrent studies."""
+        depend only on the seed, class and file number). Not safe for concurrent studies.
+        ``report_only``: generate nothing (a study checked while it generates)."""
         from hepmpm.generate.preset import load_preset
         from hepmpm.generate.sample import SampleRequest, generate_sample
 
@@ -137,6 +138,9 @@ class StudyFolder:
             out=folder,
             workers=self.config.workers,
         )
+        if self.report_only:  # generate nothing: the files the sample holds when complete
+            tasks = request.tasks()
+            return {c: [Path(t.path) for t in tasks if t.class_name == c] for c in spec.classes}
         manifest = generate_sample(request, show_progress=progress)
         files: dict[str, list[Path]] = {}
         for name, entry in sorted(manifest["files"].items()):
@@ -149,6 +153,8 @@ class StudyFolder:
         from hepmpm.skim import SkimRequest, run_skim
 
         out = self.work / "skims" / name
+        if self.report_only:  # skim nothing: what reads it later reads only finished runs
+            return out
         request = SkimRequest(
             inputs=sorted(files), out=out, feature_set=self.config.feature_set, domain=domain
         )
