@@ -339,7 +339,6 @@ def run_pretrain(
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
     feature_set = datamodule.feature_set
-    labelled_domains(config.mpm.class_domains, datamodule.index.domains)  # before any work
     tokenizer = _load_tokenizer_for(config, tokenizer_dir, feature_set)
     n_tokens = tokenizer.n_tokens if tokenizer is not None else None
     out = Path(out)
@@ -352,10 +351,11 @@ def run_pretrain(
         "tokenizer": _tokenizer_identity(tokenizer),
         "init": None if init is None else str(init),
     }
-    ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
+    # Built before the folder is claimed: a bad mpm.class_domains fails before any work.
     module = MPMModule(
         feature_set.name, config.model_dump(), n_tokens, tokenizer, datamodule.index.domains
     )
+    ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
     started_from = None
     if init is not None:
         started_from = _initial_weights(module, init, feature_set, record)
