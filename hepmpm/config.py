@@ -140,11 +140,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def _format_validation_error(err: ValidationError, source: str) -> str:
     problems = []
     for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        key = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown key '{key}'")
         elif item["type"] == "missing":
             problems.append(f"missing key '{key}'")
+        elif not key:
+            # A check across keys: its message names them, and its input is the whole config.
+            problems.append(str(item.get("ctx", {}).get("error") or item["msg"]))
         else:
             problems.append(f"key '{key}': {item['msg']} (got {item.get('input')!r})")
     return f"{source}: " + "; ".join(problems)

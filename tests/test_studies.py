@@ -268,11 +268,15 @@ def test_bad_input(tmp_path, capsys):
     bad.write_text("inherit: nothing.yaml\n")
     assert main(["study", "cwola", "--config", str(bad), "--out", str(tmp_path / "w")]) == 2
     assert "nothing.yaml" in capsys.readouterr().err
+    # A check across keys names the arm in one line, without echoing the whole config.
+    one_point = ["labels=[100]", "ablation_labels=100", "lr_selection_labels=100"]
+    with pytest.raises(ConfigError, match=r"yaml: arm '[\w-]+': its labels must be among \[100\]$"):
+        run_study("label-efficiency", tmp_path / "u", overrides=one_point)
     no_tiny = tmp_path / "no_tiny.yaml"
     no_tiny.write_text("seeds: [0]\n")
     with pytest.raises(HepmpmError, match="no 'tiny:' section"):
         run_study("cwola", tmp_path / "v", config_path=no_tiny, tiny=True)
-    assert not (tmp_path / "z").exists() and not (tmp_path / "v").exists()
+    assert not any((tmp_path / name).exists() for name in "zvu")
 
 
 def test_cwola_mixtures_and_efficiency(skim_dir, tmp_path):
