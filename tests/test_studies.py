@@ -381,3 +381,30 @@ def test_probe_scan_compares_every_backbone_with_the_random_one(studies, tmp_pat
     assert {"pretrain", "rank", "random"} <= set(rows[0])
     _in(rows, "random", 0, 1)
     assert "| 12 |" in capsys.readouterr().out
+
+
+def test_rejection_table_per_class_with_the_jets_it_rests_on(studies, tmp_path, capsys):
+    """Each run's QCD rejection per signal class on a test sample, and the QCD jets it rests on."""
+    from hepmpm.studies.rejection_table import main as rejection_table
+
+    out = studies["label_efficiency_sim_to_real"]
+    args = ["--study", str(out), "--sample", "data", "--out", str(tmp_path)]
+    assert rejection_table(args) == 0
+    rows = _rows(tmp_path / "rejection_data.csv")
+    assert len(rows) == 2 * len(_rows(out / "results.csv"))  # Wqq and Tbqq; QCD is the background
+    tested = json.loads((out / "work/runs/finetune-sim/n12/seed0/test_data.json").read_text())
+    mine = {r["class"]: r for r in rows if (r["arm"], r["labels"]) == ("finetune-sim", "12")}
+    assert set(mine) == {"Wqq", "Tbqq"}
+    for name, row in mine.items():
+        expected = tested["per_class"][name]["rejection_50"]
+        assert int(row["qcd_jets"]) == tested["per_class"]["QCD"]["n_jets"]
+        if math.isinf(expected):
+            assert row["rejection_50"] == "" and row["qcd_passing"] == "0"
+        else:
+            assert float(row["rejection_50"]) == pytest.approx(expected)
+            assert int(row["qcd_passing"]) == round(int(row["qcd_jets"]) / expected)
+    printed = capsys.readouterr().out
+    assert "| finetune-sim | 12 | 1 |" in printed and "| Wqq | Tbqq |" in printed
+    with pytest.raises(SystemExit, match="2"):
+        rejection_table(["--study", str(out), "--sample", "nowhere"])
+    assert "no run has a test on 'nowhere'" in capsys.readouterr().err
