@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.common import pm, write_table
+from hepmpm.studies.common import pm, run_tool, write_table
 
 
 def probe_scan(
@@ -71,10 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: --study)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.labels.split(",")]
-    rows = probe_scan(args.study, counts, args.draws, args.score_jets)
-    write_table((args.out or args.study) / "probe_vs_labels.csv", rows)
-    print("\n".join(summary(rows)))
-    return 0
+
+    def report() -> None:
+        rows = probe_scan(args.study, counts, args.draws, args.score_jets)
+        write_table((args.out or args.study) / "probe_vs_labels.csv", rows)
+        print("\n".join(summary(rows)))
+
+    return run_tool("probe_scan", report)
 
 
 if __name__ == "__main__":

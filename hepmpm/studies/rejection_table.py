@@ -27,7 +27,7 @@ import numpy as np
 
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import BACKGROUND
-from hepmpm.studies.common import pm, write_table
+from hepmpm.studies.common import pm, run_tool, write_table
 
 
 def run_folder(study: Path, row: dict[str, Any]) -> Path:
@@ -99,13 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: --study)")
     args = parser.parse_args(argv)
-    try:
+
+    def report() -> None:
         rows = rejection_rows(args.study, args.sample)
-    except HepmpmError as err:
-        parser.exit(2, f"rejection_table: error: {err}\n")
-    write_table((args.out or args.study) / f"rejection_{args.sample}.csv", rows)
-    print("\n".join(summary(rows)))
-    return 0
+        write_table((args.out or args.study) / f"rejection_{args.sample}.csv", rows)
+        print("\n".join(summary(rows)))
+
+    return run_tool("rejection_table", report)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.plots import read_lightning_metrics
 from hepmpm.pretrained import CARD, ROOT, sha256
+from hepmpm.studies.common import run_tool
 
 FILES = ("backbone.pt", "backbone.json", "mpm.pt")
 
@@ -88,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pretraining", default="pretrain", help="its pre-training to ship")
     parser.add_argument("--name", required=True, help="the shipped name (pretrained:NAME)")
     args = parser.parse_args(argv)
-    print(ship(args.study, args.pretraining, args.name))
-    return 0
+    return run_tool("ship_backbone", lambda: print(ship(args.study, args.pretraining, args.name)))
 
 
 if __name__ == "__main__":
