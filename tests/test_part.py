@@ -16,7 +16,12 @@ from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.features import PART17
 from hepmpm.models.part import PartConfig, ParTTagger
 from hepmpm.models.store import load_tagger
-from hepmpm.training.finetune import evaluate_tagger, load_finetune_config, run_finetune
+from hepmpm.training.finetune import (
+    evaluate_tagger,
+    load_finetune_config,
+    load_run_tagger,
+    run_finetune,
+)
 from hepmpm.weights import load_weights
 
 pytest.importorskip("weaver.nn.model.ParticleTransformer")
@@ -118,6 +123,10 @@ def test_part_arm_trains_and_writes_its_folder(skim, tmp_path):
     load_weights(tagger, out / "tagger.pt", out / "tagger.json")
     again = evaluate_tagger(tagger, skim, LABELS)
     assert again["accuracy"] == metrics["test"]["accuracy"]
+    # A study tests it on other jets through the loader of either kind of run.
+    loaded, loaded_record = load_run_tagger(out)
+    assert isinstance(loaded, ParTTagger) and loaded_record == record
+    assert evaluate_tagger(loaded, skim, LABELS)["accuracy"] == metrics["test"]["accuracy"]
     # hepmpm's tagger loader (and so export) refuses it, clearly.
     with pytest.raises(HepmpmError, match="ParT reference tagger"):
         load_tagger(out)

@@ -300,14 +300,13 @@ def run(
 def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dict[str, Any]:
     """The metrics of the tagger in ``run_dir`` on every jet of each of ``skims`` (name -> skim
     folder of a test sample), kept in ``run_dir/test_NAME.json``; ``report_only``: only those."""
-    from hepmpm.models.store import load_tagger
-    from hepmpm.training.finetune import evaluate_tagger
+    from hepmpm.training.finetune import evaluate_tagger, load_run_tagger
 
     found, loaded = {}, None
     for name, skim in skims.items():
         path = run_dir / f"test_{name}.json"
         if not path.is_file() and not report_only:
-            loaded = loaded or load_tagger(run_dir)  # once per run, not once per sample
+            loaded = loaded or load_run_tagger(run_dir)  # once per run, not once per sample
             tagger, record = loaded
             write_json_atomic(path, evaluate_tagger(tagger, skim, record["labels"], None))
         if path.is_file():

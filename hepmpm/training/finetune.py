@@ -55,7 +55,7 @@ from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
 from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.evaluation.metrics import classification_metrics
-from hepmpm.features import feature_set_record, get_feature_set
+from hepmpm.features import check_recorded_feature_set, feature_set_record, get_feature_set
 from hepmpm.jetclass import CLASS_INDEX, CLASS_NAMES, parse_classes
 from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
 from hepmpm.models.classifier import HeadConfig, JetTagger
@@ -65,10 +65,11 @@ from hepmpm.models.store import (
     TAGGER_RECORD,
     TAGGER_WEIGHTS,
     load_backbone,
+    load_tagger,
     save_tagger,
 )
 from hepmpm.pretrained import resolve_backbone
-from hepmpm.records import settings_hash
+from hepmpm.records import read_record, settings_hash
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
 from hepmpm.training.frozen_outputs import FrozenOutputs
@@ -80,7 +81,7 @@ from hepmpm.training.runs import (
     start_run_folder,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
-from hepmpm.weights import save_weights
+from hepmpm.weights import load_weights, save_weights
 
 Tagger = JetTagger | ParTTagger
 
@@ -489,6 +490,28 @@ def _save_part(
         "hepmpm_version": __version__,
     }
     write_json_atomic(out / TAGGER_RECORD, {**record, **extra})
+
+
+def load_run_tagger(directory: Path) -> tuple[Tagger, dict[str, Any]]:
+    """The tagger of a fine-tuning folder (evaluation mode, CPU) and its record, of either
+    kind: hepmpm's (:func:`~hepmpm.models.store.load_tagger`) or a ParT reference run's (its
+    ``tagger.json`` says ``"model": "part"``; needs weaver-core), for evaluating it on other
+    jets (:func:`evaluate_tagger`). Export takes hepmpm taggers only."""
+    directory = Path(directory)
+    source = directory / TAGGER_RECORD
+    record = read_record(
+        source, TAGGER_FORMAT, ("feature_set", "class_names", "labels"),
+        f"{source} is missing: a finished `hepmpm finetune --out DIR` writes it",
+    )  # fmt: skip
+    if record.get("model") != "part":
+        return load_tagger(directory)
+    features = check_recorded_feature_set(
+        record["feature_set"], f"tagger {directory} was trained on", None
+    )
+    config = parse_config(PartConfig, record.get("part", {}), str(source))
+    tagger = ParTTagger(features, config, len(record["class_names"]))
+    load_weights(tagger, directory / TAGGER_WEIGHTS, source)
+    return tagger.eval(), record
 
 
 def config_hash(config: FinetuneConfig) -> str:
