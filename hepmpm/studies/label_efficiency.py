@@ -232,13 +232,11 @@ def run(
 
     def finetune(arm: Arm, n: int, seed: int, lr: float | None) -> dict[str, Any] | None:
         stage = arm_stage(arm, config.finetune)
-        run = f"{arm.name}/n{n}/seed{seed}"
         if lr is not None:
             stage = Stage(config=stage.config, overrides=[*stage.overrides, f"optimizer.lr={lr}"])
-            run = f"{arm.name}/lr{lr:g}/n{n}/seed{seed}"
         run_dir, metrics = folder.finetune(
-            run, labelled, backbone(arm.pretraining), arm.mode, n, config.labelled.classes, seed,
-            progress, stage,
+            run_name(arm.name, n, seed, lr), labelled, backbone(arm.pretraining), arm.mode, n,
+            config.labelled.classes, seed, progress, stage,
         )  # fmt: skip
         if metrics is not None and tests:
             metrics = {**metrics, "other_tests": other_tests(run_dir, tests, folder.report_only)}
@@ -295,6 +293,13 @@ def run(
         n: p for n, p in backbones.items() if n != RANDOM and (p / "backbone.json").is_file()
     }
     return report(config, folder, rows, backbones, lr_rows)
+
+
+def run_name(arm: str, labels: int, seed: int, lr: float | None) -> str:
+    """The folder of one run under ``work/runs/``: ``ARM[/lrLR]/nN/seedS`` (the learning rate
+    when the arm picks one, so that each candidate keeps its own run)."""
+    rate = "" if lr is None else f"lr{lr:g}/"
+    return f"{arm}/{rate}n{labels}/seed{seed}"
 
 
 def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dict[str, Any]:

@@ -28,12 +28,7 @@ import numpy as np
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import BACKGROUND
 from hepmpm.studies.common import pm, run_tool, write_table
-
-
-def run_folder(study: Path, row: dict[str, Any]) -> Path:
-    """The run folder of a ``results.json`` row (the study's ``work/runs`` layout)."""
-    lr = f"lr{row['lr']:g}/" if row.get("lr") is not None else ""
-    return Path(study) / "work" / "runs" / row["arm"] / f"{lr}n{row['labels']}/seed{row['seed']}"
+from hepmpm.studies.label_efficiency import run_name
 
 
 def test_metrics(run: Path, sample: str) -> dict[str, Any] | None:
@@ -53,7 +48,8 @@ def rejection_rows(study: Path, sample: str) -> list[dict[str, Any]]:
         raise HepmpmError(f"{study}: no results.json (run the study, or --report-only, first)")
     rows = []
     for row in json.loads(results.read_text()):
-        test = test_metrics(run_folder(study, row), sample)
+        run = run_name(row["arm"], row["labels"], row["seed"], row.get("lr"))
+        test = test_metrics(Path(study) / "work" / "runs" / run, sample)
         if test is None:
             continue
         qcd = test["per_class"][BACKGROUND]["n_jets"]
