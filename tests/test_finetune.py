@@ -182,6 +182,30 @@ def test_catchup_holds_the_backbone_then_moves_it(skim, pretrained, tmp_path):
         assert _same(_state(load_tagger(out)[0].backbone), start) is not moved
 
 
+@pytest.mark.parametrize("mode", ["finetune", "scratch"])
+def test_layer_lr_decay_lowers_the_rate_block_by_block(mode):
+    overrides = ["optimizer.lr=1.0e-3", "backbone_lr_ratio=0.1", "layer_lr_decay=0.5"]
+    config = load_finetune_config("tiny", overrides, mode=mode)
+    module = FinetuneModule("part17", config.model_dump(), [0, 7, 8])
+    optimizer = module.configure_optimizers()["optimizer"]
+    # initial_lr: the base rate (the scheduler has already scaled lr by step 0's warm-up)
+    rate = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    tagger = module.tagger
+    assert len(rate) == sum(1 for _ in tagger.parameters())  # each parameter in one group
+    assert {rate[id(p)] for p in tagger.head.parameters()} == {1.0e-3}
+    depth = tagger.backbone.config.depth
+    # tiny: 2 blocks; finetune: top block and final norm at 1e-4, then x0.5 per block below
+    expected = {"encoder.blocks.1.": 1.0e-4, "encoder.norm.": 1.0e-4,
+                "encoder.blocks.0.": 5.0e-5, "embed.": 2.5e-5, "registers": 2.5e-5}  # fmt: skip
+    assert depth == 2
+    for name, p in tagger.backbone.named_parameters():
+        want = next(v for k, v in expected.items() if name.startswith(k))
+        assert rate[id(p)] == pytest.approx(want if mode == "finetune" else 1.0e-3), name
+        assert decay[id(p)] == (config.optimizer.weight_decay if p.ndim >= 2 and
+                                "categorical" not in name else 0.0), name  # fmt: skip
+
+
 def test_best_validation_weights_are_tested_and_saved(skim, tmp_path):
     out = tmp_path / "best"
     overrides = [*FAST, "trainer.max_steps=60", "trainer.val_every_steps=10", "optimizer.lr=0.02"]

@@ -133,6 +133,15 @@ class FinetuneConfig(StrictModel):
         description="finetune mode: after head_warmup_steps, steps over which the backbone's "
         "rate ramps linearly up to backbone_lr_ratio x the head's (0: own warm-up and decay)",
     )
+    layer_lr_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="finetune mode: each backbone block trains at this factor x the rate of "
+        "the block above it (the top block at the backbone's rate, the embedding and registers "
+        "below the first block); 1: one rate for the whole backbone (BEiT-style layer-wise "
+        "decay keeps the pre-trained lower layers closer to what they learned)",
+    )
     val_jets: int | None = Field(
         None,
         ge=1,
@@ -299,14 +308,36 @@ class FinetuneModule(L.LightningModule):
             skip = self.tagger.no_weight_decay()
         else:
             parts = [(self.tagger.head, o.lr, head_schedule)]
-        if not self.frozen and isinstance(self.tagger, JetTagger):
-            ratio = 1.0 if c.mode == "scratch" else c.backbone_lr_ratio
-            parts.append((self.tagger.backbone, o.lr * ratio, backbone_schedule))
         for module, lr, schedule in parts:
             for group in decay_groups(module, o.weight_decay, skip):
                 groups.append({**group, "lr": lr})
                 schedules.append(schedule)
+        if not self.frozen and isinstance(self.tagger, JetTagger):
+            ratio, decay = (
+                (1.0, 1.0) if c.mode == "scratch" else (c.backbone_lr_ratio, c.layer_lr_decay)
+            )
+            backbone = self.tagger.backbone
+            depth = backbone.config.depth
+            # One group per level (one level in all without decay: the optimiser is unchanged).
+            levels = {
+                name: blocks_above(name, depth) if decay < 1 else 0
+                for name, _ in backbone.named_parameters()
+            }
+            for level in sorted(set(levels.values())):
+                chosen = {name for name, lv in levels.items() if lv == level}
+                for group in decay_groups(backbone, o.weight_decay, only=chosen):
+                    groups.append({**group, "lr": o.lr * ratio * decay**level})
+                    schedules.append(backbone_schedule)
         return adamw_stepwise(groups, o, schedules)
+
+
+def blocks_above(name: str, depth: int) -> int:
+    """How many transformer blocks lie above the backbone parameter ``name`` (layer-wise
+    learning-rate decay): 0 for the top block and the final norm, ``depth`` for what comes
+    before the first block (embedding, registers, pair-feature MLP)."""
+    if name.startswith("encoder.blocks."):
+        return depth - 1 - int(name.split(".")[2])
+    return 0 if name.startswith("encoder.norm") else depth
 
 
 class FinetuneDataModule(JetDataModule):

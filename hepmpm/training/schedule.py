@@ -40,15 +40,18 @@ def lr_factor(step: int, total_steps: int, config: OptimizerConfig) -> float:
 
 
 def decay_groups(
-    module: torch.nn.Module, weight_decay: float, skip: set[str] | None = None
+    module: torch.nn.Module,
+    weight_decay: float,
+    skip: set[str] | None = None,
+    only: set[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """AdamW parameter groups of ``module``'s trainable parameters, the one weight-decay rule
-    of every hepmpm training: matrices decay, biases, norms, embedding tables and the
-    parameters named in ``skip`` do not."""
+    """AdamW parameter groups of ``module``'s trainable parameters (those named in ``only``, if
+    given), the one weight-decay rule of every hepmpm training: matrices decay, biases, norms,
+    embedding tables and the parameters named in ``skip`` do not."""
     decay, no_decay = [], []
     skip = skip or set()
     for name, p in module.named_parameters():
-        if p.requires_grad:
+        if p.requires_grad and (only is None or name in only):
             decays = p.ndim >= 2 and "embed.categorical" not in name and name not in skip
             (decay if decays else no_decay).append(p)
     groups = [
