@@ -75,6 +75,27 @@ def test_pair_bias_exports(tmp_path):
         np.testing.assert_allclose(probs, torch_probs(tagger_dir, features, mask)[0], atol=1e-5)
 
 
+def test_standardised_inputs_export(tmp_path):
+    """The input standardisation's statistics are buffers of the embedding: in the ONNX graph."""
+    from hepmpm.models.backbone import BACKBONE_SIZES
+
+    config = BACKBONE_SIZES["tiny"].model_copy(update={"standardise_inputs": True})
+
+    def fit(tagger):
+        n = tagger.backbone.embed.normalise.n_continuous
+        sample = torch.randn(500, n, generator=torch.Generator().manual_seed(3)) * 0.02 + 0.5
+        tagger.backbone.embed.set_input_statistics(sample)
+
+    tagger_dir = make_tagger_dir(tmp_path / "ft", backbone=config, edit=fit)
+    report = export_tagger(tagger_dir, tmp_path / "standardised.onnx")
+    assert report.worst < 1e-5
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    features, mask = random_jets(get_feature_set("part17"), 16, 40, seed=5)
+    probs, _ = session.run(None, {"pf_features": features, "pf_mask": mask})
+    np.testing.assert_allclose(probs, torch_probs(tagger_dir, features, mask)[0], atol=1e-5)
+    assert load_tagger(tagger_dir)[0].backbone.embed.input_std.max() < 0.05  # fitted, saved
+
+
 def test_metadata(exported, tagger_dir):
     model = onnx.load(str(exported["hepmpm"].path))
     props = {p.key: p.value for p in model.metadata_props}

@@ -206,6 +206,32 @@ def test_layer_lr_decay_lowers_the_rate_block_by_block(mode):
                                 "categorical" not in name else 0.0), name  # fmt: skip
 
 
+def test_input_statistics_are_fitted_once_and_travel_with_the_backbone(skim, tmp_path):
+    """Pre-training (and the random-init control, and scratch) fit the input standardisation
+    from the skim's val jets; fine-tuning from a backbone keeps the backbone's."""
+    from hepmpm.training.pretrain import save_random_backbone
+
+    standardise = "backbone.standardise_inputs=true"
+    pre = tmp_path / "pre"
+    run_pretrain("tiny", skim, pre, show_progress=False, overrides=[
+        *FAST, "mpm.targets={regression: 1.0, id: 1.0}", standardise, "trainer.max_steps=2",
+    ])  # fmt: skip
+    fitted = load_backbone(pre).embed
+    assert not fitted.needs_statistics and fitted.input_std.min() < 0.05  # impact parameters
+    random = load_backbone(save_random_backbone("tiny", skim, tmp_path / "random",
+                                                overrides=[*FAST, standardise])).embed  # fmt: skip
+    assert torch.equal(random.input_std, fitted.input_std)  # the same jets, the same statistics
+    two_steps = [*FAST, "trainer.max_steps=2", "trainer.val_every_steps=2"]
+    run_finetune("tiny", skim, tmp_path / "ft", backbone_dir=pre, mode="finetune",
+                 overrides=two_steps, show_progress=False)  # fmt: skip
+    kept = load_tagger(tmp_path / "ft")[0].backbone.embed
+    assert torch.equal(kept.input_mean, fitted.input_mean)
+    assert torch.equal(kept.input_std, fitted.input_std)
+    run_finetune("tiny", skim, tmp_path / "scratch", mode="scratch",
+                 overrides=[*two_steps, standardise], show_progress=False)  # fmt: skip
+    assert not load_tagger(tmp_path / "scratch")[0].backbone.embed.needs_statistics
+
+
 def test_best_validation_weights_are_tested_and_saved(skim, tmp_path):
     out = tmp_path / "best"
     overrides = [*FAST, "trainer.max_steps=60", "trainer.val_every_steps=10", "optimizer.lr=0.02"]

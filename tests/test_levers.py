@@ -1,5 +1,6 @@
 """The pre-training levers: the linear probe and its random twin, the order-of-masked null
-tokens, the Huber loss, the joint class target, and batches bucketed by multiplicity."""
+tokens, the Huber loss, the joint class target, batches bucketed by multiplicity, and the
+standardisation of targets and inputs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hepmpm.config import resolve_config
 from hepmpm.data.loader import JetDataset, make_dataloader
 from hepmpm.errors import HepmpmError
 from hepmpm.features import get_feature_set
-from hepmpm.models.backbone import BACKBONE_SIZES
+from hepmpm.models.backbone import BACKBONE_SIZES, Backbone
 from hepmpm.models.mpm import MaskedParticleModel, MPMConfig, choose_masked, mpm_losses
 from hepmpm.training.pretrain import MPMModule, PretrainConfig, labelled_domains
 from hepmpm.training.probe import ProbeConfig, ProbeSets, probe_accuracy
@@ -184,3 +185,30 @@ def test_standardised_regression_targets_have_unit_spread(skim_dir):
     assert raw.std(0).min() < 0.05  # the impact parameters: what the option is for
     # The statistics are buffers: saved with the weights, and restored on resume.
     assert {"target_mean", "target_std"} <= set(model.state_dict())
+
+
+def test_standardised_inputs_reach_the_embedding_with_unit_spread(skim_dir):
+    batch = _batch(skim_dir, 64)
+    plain = Backbone(PART17, BACKBONE_SIZES["tiny"])
+    config = BACKBONE_SIZES["tiny"].model_copy(update={"standardise_inputs": True})
+    backbone = Backbone(PART17, config)
+    embed = backbone.embed
+    assert not plain.embed.needs_statistics and "embed.input_std" not in plain.state_dict()
+    assert embed.needs_statistics  # the identity until fitted
+    continuous = embed.normalise(batch.features)[0]  # [B, P, F_cont]
+    embed.set_input_statistics(continuous[batch.mask])
+    assert not embed.needs_statistics
+    standardised = (continuous[batch.mask] - embed.input_mean) / embed.input_std
+    varying = continuous[batch.mask].std(0) > 1e-3
+    assert torch.allclose(standardised.mean(0), torch.zeros(standardised.shape[1]), atol=1e-4)
+    assert torch.allclose(standardised.std(0)[varying], torch.ones(int(varying.sum())), atol=1e-3)
+    assert continuous[batch.mask].std(0).min() < 0.05  # what it is for: the impact parameters
+    # The embedding's linear layer reads the standardised features (ids add their lookups).
+    by_hand = embed.continuous((continuous - embed.input_mean) / embed.input_std)
+    categories = embed.normalise(batch.features)[1]
+    for i, table in enumerate(embed.categorical):
+        by_hand = by_hand + table(categories[..., i].clamp(0, table.num_embeddings - 1))
+    assert torch.allclose(embed(batch.features), by_hand, atol=1e-6)
+    assert {"embed.input_mean", "embed.input_std"} <= set(backbone.state_dict())
+    with pytest.raises(ValueError, match="does not standardise"):
+        plain.embed.set_input_statistics(continuous[batch.mask])

@@ -36,6 +36,12 @@ class BackboneConfig(StrictModel):
         "through an MLP of width pair_dim, one bias per head",
     )
     pair_dim: int = Field(32, ge=1, description="hidden width of the pair-feature MLP")
+    standardise_inputs: bool = Field(
+        False,
+        description="shift and scale each normalised continuous input feature to zero mean and "
+        "unit spread over the training jets (statistics fitted when training starts from random "
+        "weights, then kept with the weights), as ParT's input BatchNorm does",
+    )
 
     def model_post_init(self, _context: object) -> None:
         if self.dim % self.heads:
@@ -134,7 +140,7 @@ class Backbone(nn.Module):
         super().__init__()
         self.feature_set = feature_set
         self.config = config
-        self.embed = ParticleEmbedding(feature_set, config.dim)
+        self.embed = ParticleEmbedding(feature_set, config.dim, config.standardise_inputs)
         self.registers = nn.Parameter(torch.randn(config.registers, config.dim) * 0.02)
         self.encoder = TransformerEncoder(config)
         self.pairs = (

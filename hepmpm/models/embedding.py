@@ -57,16 +57,47 @@ class FeatureNormalisation(nn.Module):
 
 
 class ParticleEmbedding(nn.Module):
-    """Raw particle features [B, P, F] → embeddings [B, P, D] (continuous: linear; ids: lookup)."""
+    """Raw particle features [B, P, F] → embeddings [B, P, D] (continuous: linear; ids: lookup).
 
-    def __init__(self, feature_set: FeatureSet, dim: int) -> None:
+    ``standardise``: the normalised continuous features are further shifted and scaled to zero
+    mean and unit spread with statistics fitted once on training jets
+    (:meth:`set_input_statistics`) and kept as buffers, so that they travel with the weights and
+    into ONNX. The feature set's transforms (weaver's) leave impact parameters and Δη, Δφ with
+    spreads of ~0.01-0.1 beside ~1 for the pT-like features: a linear embedding then needs
+    weights 10-100 times larger to see them. ParT's input BatchNorm does the same job.
+    """
+
+    def __init__(self, feature_set: FeatureSet, dim: int, standardise: bool = False) -> None:
         super().__init__()
         self.normalise = FeatureNormalisation(feature_set)
-        self.continuous = nn.Linear(self.normalise.n_continuous, dim)
+        n_continuous = self.normalise.n_continuous
+        self.continuous = nn.Linear(n_continuous, dim)
         self.categorical = nn.ModuleList(nn.Embedding(n, dim) for n in self.normalise.categories)
+        self.standardise = standardise
+        if standardise:  # only then: backbones saved without them keep loading
+            self.register_buffer("input_mean", torch.zeros(n_continuous))
+            self.register_buffer("input_std", torch.ones(n_continuous))
+
+    @property
+    def needs_statistics(self) -> bool:
+        """Whether the input standardisation is on and not fitted yet (still the identity)."""
+        return self.standardise and bool(
+            (self.input_std == 1).all() and (self.input_mean == 0).all()
+        )
+
+    @torch.no_grad()
+    def set_input_statistics(self, continuous: torch.Tensor) -> None:
+        """Fit the standardisation to ``continuous`` [n, F_cont]: normalised continuous features
+        of real particles (:func:`hepmpm.training.statistics.particle_sample`)."""
+        if not self.standardise:
+            raise ValueError("this embedding does not standardise its inputs")
+        self.input_mean.copy_(continuous.mean(0))
+        self.input_std.copy_(continuous.std(0).clamp_min(1e-3))
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         x, categories = self.normalise(raw)
+        if self.standardise:
+            x = (x - self.input_mean) / self.input_std
         out = self.continuous(x)
         for i, table in enumerate(self.categorical):
             out = out + table(categories[..., i].clamp(0, table.num_embeddings - 1))

@@ -81,6 +81,7 @@ from hepmpm.training.runs import (
     start_run_folder,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
+from hepmpm.training.statistics import particle_sample
 from hepmpm.weights import load_weights, save_weights
 
 Tagger = JetTagger | ParTTagger
@@ -255,6 +256,17 @@ class FinetuneModule(L.LightningModule):
         accuracy = (logits.argmax(-1) == target).float().mean()
         self.log("train/acc", accuracy, batch_size=size)
         return loss
+
+    def on_fit_start(self) -> None:
+        """From scratch with ``backbone.standardise_inputs``: fit the input standardisation on
+        the validation jets' features (a fixed sample, the same for every seed; no labels), once
+        (a resumed run keeps its checkpoint's). A pre-trained backbone brings its own."""
+        if not isinstance(self.tagger, JetTagger):  # ParT normalises with its own BatchNorm
+            return
+        embed = self.tagger.backbone.embed
+        if self.global_step == 0 and embed.needs_statistics:
+            dataset = self.trainer.datamodule.val_set
+            embed.set_input_statistics(particle_sample(embed.normalise, dataset, self.device))
 
     def on_train_epoch_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

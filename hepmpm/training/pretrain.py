@@ -34,7 +34,6 @@ from pydantic import Field
 from hepmpm import __version__
 from hepmpm.config import StrictModel, resolve_config
 from hepmpm.data.index import UNKNOWN_LABEL
-from hepmpm.data.loader import make_dataloader
 from hepmpm.data.manifest import load_manifest
 from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, get_feature_set
@@ -59,6 +58,7 @@ from hepmpm.training.runs import (
     start_run_folder,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
+from hepmpm.training.statistics import particle_sample
 from hepmpm.weights import load_weights, save_weights
 
 #: What a resumed run must share with the run in its folder (keys of ``run.json``).
@@ -154,20 +154,19 @@ class MPMModule(L.LightningModule):
         return loss
 
     def on_fit_start(self) -> None:
-        """Fix the regression targets' standardisation from the training jets, once: a resumed
-        run (or ``--init``) keeps the statistics its checkpoint holds."""
-        mpm = self.config.mpm
-        if not (mpm.standardise_regression and "regression" in mpm.targets):
-            return
-        if self.global_step > 0 or bool((self.model.target_std != 1).any()):
+        """Fix the regression targets' and the inputs' standardisation from the training jets,
+        once: a resumed run (or ``--init``) keeps the statistics its checkpoint holds."""
+        mpm, embed = self.config.mpm, self.model.backbone.embed
+        targets = mpm.standardise_regression and "regression" in mpm.targets
+        targets = targets and not bool((self.model.target_std != 1).any())
+        if self.global_step > 0 or not (targets or embed.needs_statistics):
             return
         dataset = self.trainer.datamodule.val_set  # a fixed, shuffled sample of the corpus
-        normalise = self.model.backbone.embed.normalise
-        real = [
-            normalise(batch.features.to(self.device))[0][batch.mask.to(self.device)]
-            for _, batch in zip(range(8), make_dataloader(dataset), strict=False)
-        ]  # [n_particles, F_cont] per batch
-        self.model.set_target_statistics(torch.cat(real))
+        sample = particle_sample(embed.normalise, dataset, self.device)
+        if targets:
+            self.model.set_target_statistics(sample)
+        if embed.needs_statistics:
+            embed.set_input_statistics(sample)
 
     def on_validation_epoch_start(self) -> None:
         self._val = {}
@@ -310,6 +309,12 @@ def save_random_backbone(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = Backbone(feature_set, config.backbone)
+    if backbone.embed.needs_statistics:  # fitted as a pre-training would, on the same jets
+        datamodule = JetDataModule(Path(data), config.data, seed=config.trainer.seed)
+        datamodule.setup()
+        backbone.embed.set_input_statistics(
+            particle_sample(backbone.embed.normalise, datamodule.val_set)
+        )
     save_backbone(backbone, Path(out), extra={"init": "random", "seed": seed, "steps": 0})
     return Path(out)
 

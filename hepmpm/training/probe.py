@@ -130,7 +130,8 @@ class OnlineProbe(L.Callback):
     """Probe the module's ``model.backbone`` at every validation (rank 0 computes, all log).
 
     The random-init twins are deep copies of the backbone re-initialised with seeds
-    ``probe.seed``, ``probe.seed + 1``, ... before training starts, each probed once; their mean
+    ``probe.seed``, ``probe.seed + 1``, ... at the first validation (after the module has fitted
+    its input standardisation, which the twins share), each probed once; their mean
     and spread are logged at every validation too, so the curves of a run's CSV log can be
     plotted side by side.
     """
@@ -144,9 +145,7 @@ class OnlineProbe(L.Callback):
     def _backbone(module: L.LightningModule) -> Backbone:
         return module.model.backbone
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.random_accuracies is not None:
-            return
+    def _probe_random_twins(self, pl_module: L.LightningModule) -> None:
         self.random_accuracies = []
         for draw in range(self.config.random_draws):
             twin = copy.deepcopy(self._backbone(pl_module))
@@ -161,6 +160,8 @@ class OnlineProbe(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        if self.random_accuracies is None:
+            self._probe_random_twins(pl_module)
         accuracy = torch.tensor(0.0, device=pl_module.device)
         if trainer.is_global_zero:
             accuracy += self.sets.accuracy(self._backbone(pl_module), pl_module.device)
