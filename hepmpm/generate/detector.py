@@ -197,8 +197,11 @@ class Detector:
             {"px": cell_sum(p.px), "py": cell_sum(p.py), "pz": cell_sum(p.pz), "E": cell_sum(p.E)}
         )
         energy = np.asarray(summed.E)
-        rel_sigma = np.hypot(cfg.stochastic / np.sqrt(energy), cfg.constant)
-        energy = energy * _relative_gauss(rng, rel_sigma) * cfg.energy_scale
+        # A cell whose summed energy is 0 (rare) gets an infinite relative
+        # resolution and a NaN or 0 energy, which the threshold below drops: no warning for it.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_sigma = np.hypot(cfg.stochastic / np.sqrt(energy), cfg.constant)
+            energy = energy * _relative_gauss(rng, rel_sigma) * cfg.energy_scale
         keep = energy > cfg.energy_min
         eta = np.asarray(summed.eta)[keep]
         cluster_event = cells // (2 * n_eta_cells * n_phi_cells)  # event is the key's major part
