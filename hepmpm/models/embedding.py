@@ -62,9 +62,10 @@ class ParticleEmbedding(nn.Module):
     ``standardise``: the normalised continuous features are further shifted and scaled to zero
     mean and unit spread with statistics fitted once on training jets
     (:meth:`set_input_statistics`) and kept as buffers, so that they travel with the weights and
-    into ONNX. The feature set's transforms (weaver's) leave impact parameters and Δη, Δφ with
-    spreads of ~0.01-0.1 beside ~1 for the pT-like features: a linear embedding then needs
-    weights 10-100 times larger to see them. ParT's input BatchNorm does the same job.
+    into ONNX. The feature set's transforms (weaver's) leave the impact parameters with spreads
+    of 0.004-0.03 and Δη, Δφ of ~0.2 beside ~1 for the pT-like features (generated jets): a
+    linear embedding then needs weights 5-250 times larger to see them. ParT's input BatchNorm
+    does the same job.
     """
 
     def __init__(self, feature_set: FeatureSet, dim: int, standardise: bool = False) -> None:
