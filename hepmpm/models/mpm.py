@@ -184,6 +184,13 @@ class MaskedParticleModel(nn.Module):
                 outputs[target] = n_tokens
             self.heads[target] = nn.Linear(head_dim, outputs[target])
 
+    @property
+    def needs_target_statistics(self) -> bool:
+        """Whether the regression targets are to be standardised and are not fitted yet."""
+        config = self.config
+        wanted = config.standardise_regression and "regression" in config.targets
+        return wanted and bool((self.target_std == 1).all())
+
     @torch.no_grad()
     def set_target_statistics(self, continuous: torch.Tensor) -> None:
         """Standardise the regression targets with the per-feature mean and std of

@@ -156,15 +156,13 @@ class MPMModule(L.LightningModule):
     def on_fit_start(self) -> None:
         """Fix the regression targets' and the inputs' standardisation from the training jets,
         once: a resumed run (or ``--init``) keeps the statistics its checkpoint holds."""
-        mpm, embed = self.config.mpm, self.model.backbone.embed
-        targets = mpm.standardise_regression and "regression" in mpm.targets
-        targets = targets and not bool((self.model.target_std != 1).any())
-        if self.global_step > 0 or not (targets or embed.needs_statistics):
+        model, embed = self.model, self.model.backbone.embed
+        if self.global_step > 0 or not (model.needs_target_statistics or embed.needs_statistics):
             return
         dataset = self.trainer.datamodule.val_set  # a fixed, shuffled sample of the corpus
         sample = particle_sample(embed.normalise, dataset, self.device)
-        if targets:
-            self.model.set_target_statistics(sample)
+        if model.needs_target_statistics:
+            model.set_target_statistics(sample)
         if embed.needs_statistics:
             embed.set_input_statistics(sample)
 
