@@ -17,7 +17,7 @@ from hepmpm.data.index import JetIndex
 from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.jetclass import CLASS_INDEX
-from hepmpm.studies.common import aggregate
+from hepmpm.studies.common import aggregate, pm
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
 from hepmpm.studies.label_efficiency import labels_to_match
 from hepmpm.studies.runner import STUDIES, run_study
@@ -380,7 +380,10 @@ def test_probe_scan_compares_every_backbone_with_the_random_one(studies, tmp_pat
     ]
     assert {"pretrain", "rank", "random"} <= set(rows[0])
     _in(rows, "random", 0, 1)
-    assert "| 12 |" in capsys.readouterr().out
+    # The printed table quotes the sample spread (ddof 1) as the study tables do.
+    random_12 = [float(r["random"]) for r in rows if r["labels"] == "12"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| 12 |"))
+    assert pm(float(np.mean(random_12)), float(np.std(random_12, ddof=1))) in line
 
 
 def test_rejection_table_per_class_with_the_jets_it_rests_on(studies, tmp_path, capsys):

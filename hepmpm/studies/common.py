@@ -283,6 +283,12 @@ def tagger_row(test: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def spread(values: Sequence[float]) -> float:
+    """The sample standard deviation (ddof=1) of ``values``; 0 for a single value. Every
+    study table quotes this one."""
+    return float(np.std(np.asarray(values, dtype=np.float64), ddof=1)) if len(values) > 1 else 0.0
+
+
 def aggregate(
     rows: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -295,9 +301,9 @@ def aggregate(
     for group_key, members in groups.items():
         entry: dict[str, Any] = dict(zip(keys, group_key, strict=True)) | {"seeds": len(members)}
         for value in values:
-            series = np.array([float(m[value]) for m in members], dtype=np.float64)
+            series = [float(m[value]) for m in members]
             entry[f"{value}_mean"] = float(np.mean(series))
-            entry[f"{value}_std"] = float(np.std(series, ddof=1)) if len(series) > 1 else 0.0
+            entry[f"{value}_std"] = spread(series)
         out.append(entry)
     return out
 

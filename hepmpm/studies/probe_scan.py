@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.common import pm, run_tool, write_table
+from hepmpm.studies.common import pm, run_tool, spread, write_table
 
 
 def probe_scan(
@@ -57,7 +57,7 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| probe labels | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for n in sorted({r["labels"] for r in rows}):
         values = {k: [r[k] for r in rows if r["labels"] == n] for k in names}
-        cells = [pm(float(np.mean(v)), float(np.std(v))) for v in values.values()]
+        cells = [pm(float(np.mean(v)), spread(v)) for v in values.values()]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines
 

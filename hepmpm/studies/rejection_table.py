@@ -27,7 +27,7 @@ import numpy as np
 
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import BACKGROUND
-from hepmpm.studies.common import pm, run_tool, write_table
+from hepmpm.studies.common import pm, run_tool, spread, write_table
 from hepmpm.studies.label_efficiency import run_name
 
 
@@ -82,7 +82,7 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
             values = [r["rejection_50"] for r in found]
             seeds = max(seeds, len(found))
             passing = sum(r["qcd_passing"] for r in found)
-            cells.append(f"{pm(float(np.mean(values)), float(np.std(values)), 1)} ({passing})")
+            cells.append(f"{pm(float(np.mean(values)), spread(values), 1)} ({passing})")
         lines.append(f"| {arm} | {n} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
