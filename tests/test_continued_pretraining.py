@@ -63,9 +63,12 @@ def test_init_with_other_mpm_settings_loads_the_backbone_alone(skim_dir, source,
 
 
 def test_init_refuses_what_cannot_continue(skim_dir, source, tmp_path, capsys):
-    with pytest.raises(HepmpmError, match="backbone"):
+    with pytest.raises(HepmpmError, match=r"has backbone\.dim=32 \(the config: 64\): set the"):
         run_pretrain("tiny", skim_dir, tmp_path / "a", overrides=[*FAST, "backbone.dim=64"],
                      init=source)  # fmt: skip
+    with pytest.raises(HepmpmError, match=r"backbone\.standardise_inputs=False \(the config: True"):
+        run_pretrain("tiny", skim_dir, tmp_path / "a", init=source,
+                     overrides=[*FAST, "backbone.standardise_inputs=true"])  # fmt: skip
     with pytest.raises(HepmpmError, match="no shipped backbone 'nope'"):
         run_pretrain("tiny", skim_dir, tmp_path / "b", overrides=FAST, init="pretrained:nope")
     args = ["pretrain", "--config", "tiny", "--data", str(skim_dir), "--out", str(tmp_path / "c"),

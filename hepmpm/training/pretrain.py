@@ -265,11 +265,14 @@ def _initial_weights(
     folder = resolve_backbone(init)
     source = read_backbone_record(folder)
     backbone = load_backbone(folder, feature_set)  # a feature set that differs is an error
-    if backbone.config.architecture() != module.config.backbone.architecture():
-        raise HepmpmError(
-            f"init {init}: its backbone is {backbone.config.architecture()}, the config's "
-            f"{module.config.backbone.architecture()}; use the same backbone size"
+    theirs, ours = backbone.config.architecture(), module.config.backbone.architecture()
+    if theirs != ours:
+        differ = ", ".join(
+            f"backbone.{key}={theirs[key]} (the config: {ours[key]})"
+            for key in theirs
+            if theirs[key] != ours.get(key)
         )
+        raise HepmpmError(f"init {init} has {differ}: set the same in the config")
     token_targets = [t for t in module.config.mpm.targets if t in TOKEN_TARGETS]
     if token_targets and source.get("tokenizer") != record["tokenizer"]:
         raise HepmpmError(
