@@ -16,10 +16,11 @@ from hepmpm.cli import main
 from hepmpm.data.index import JetIndex
 from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
+from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
-from hepmpm.studies.common import aggregate, pm
+from hepmpm.studies.common import aggregate, curves, pm
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
-from hepmpm.studies.label_efficiency import labels_to_match
+from hepmpm.studies.label_efficiency import efficiency_rows, labels_to_match
 from hepmpm.studies.runner import STUDIES, run_study
 
 SEEDS = 3
@@ -229,6 +230,22 @@ def test_label_efficiency_tested_on_another_domain(studies):
     assert set(both.domains) == {"data", "sim"}
     joint = json.loads((out / "work" / "pretrain" / "joint-sim" / "run.json").read_text())
     assert joint["mpm"]["class_domains"] == ["sim"] and "class" in joint["mpm"]["targets"]
+
+
+def test_label_efficiency_factor_with_arms_at_other_label_counts(tmp_path):
+    """The reference runs further than the arm (here to 1000 labels, the arm to 100): the arm
+    keeps its rows and its curve, the reference's extra point sets the match."""
+    rows = [{"arm": "scratch", "labels": 10, "seed": 0, "accuracy": 0.5},
+            {"arm": "scratch", "labels": 100, "seed": 0, "accuracy": 0.6},
+            {"arm": "scratch", "labels": 1000, "seed": 0, "accuracy": 0.8},
+            {"arm": "finetune", "labels": 10, "seed": 0, "accuracy": 0.6},
+            {"arm": "finetune", "labels": 100, "seed": 0, "accuracy": 0.7}]  # fmt: skip
+    summary = aggregate(rows, ("arm", "labels"), ("accuracy",))
+    out = efficiency_rows(summary, "scratch")
+    assert [(r["labels"], r["factor"]) for r in out] == [(10, "10.00"), (100, "3.16")]
+    plot = mean_std_curves(*curves(summary, "arm", "labels", "accuracy"), tmp_path / "a.png",
+                           "labels", "accuracy")  # fmt: skip
+    assert plot.is_file()
 
 
 def test_labels_to_match_interpolates_in_log_labels():

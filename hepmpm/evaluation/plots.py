@@ -202,12 +202,16 @@ def mean_std_curves(
     """Each arm's value ± its uncertainty (a std over seeds, or a statistical error) against
     ``x`` (e.g. labelled jets).
 
-    ``curves`` maps an arm (``scratch``, ``frozen``, ...) to (means, stds), one per ``x``.
+    ``curves`` maps an arm (``scratch``, ``frozen``, ...) to (means, stds), one per ``x``; NaN
+    where the arm has no point (it is drawn through the points it has).
     """
     fig, axes = new_figure(1, 1, size=6.0)
     ax = axes[0, 0]
     for name, (means, stds) in curves.items():
-        ax.errorbar(x, means, yerr=stds, marker="o", capsize=4, label=name)
+        means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
+        has = np.isfinite(means)
+        ax.errorbar(np.asarray(x)[has], means[has], yerr=stds[has], marker="o", capsize=4,
+                    label=name)  # fmt: skip
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels

@@ -425,13 +425,15 @@ def aggregated_section(
 def curves(
     aggregated: Sequence[dict[str, Any]], arm_key: str, point_key: str, value: str
 ) -> tuple[list[Any], dict[str, tuple[list[float], list[float]]]]:
-    """(points, arm → (means, stds)) of ``value``, for :func:`.plots.mean_std_curves`."""
+    """(points, arm → (means, stds)) of ``value``, for :func:`.plots.mean_std_curves`: every
+    arm at every point, NaN where it did not run (arms run at different label counts)."""
     points = sorted(dict.fromkeys(a[point_key] for a in aggregated))
     table = {(a[arm_key], a[point_key]): a for a in aggregated}
     out: dict[str, tuple[list[float], list[float]]] = {}
     for arm in dict.fromkeys(a[arm_key] for a in aggregated):
-        means = [table[(arm, p)][f"{value}_mean"] for p in points if (arm, p) in table]
-        stds = [table[(arm, p)][f"{value}_std"] for p in points if (arm, p) in table]
-        if len(means) == len(points):
-            out[str(arm)] = (means, stds)
+        entries = [table.get((arm, p)) for p in points]
+        out[str(arm)] = (
+            [e[f"{value}_mean"] if e else math.nan for e in entries],
+            [e[f"{value}_std"] if e else math.nan for e in entries],
+        )
     return points, out

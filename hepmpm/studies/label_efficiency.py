@@ -369,12 +369,15 @@ def efficiency_rows(summary: Sequence[dict[str, Any]], reference: str) -> list[d
     points, ys = curves(summary, "arm", "labels", "accuracy")
     if reference not in ys:
         return []
-    ref = np.maximum.accumulate(np.asarray(ys[reference][0]))  # more labels never hurt
+    # More labels never hurt; fmax: a point the reference did not run (NaN) is skipped.
+    ref = np.fmax.accumulate(np.asarray(ys[reference][0], dtype=float))
     rows = []
     for arm, (means, _) in ys.items():
         if arm == reference:
             continue
         for n, value in zip(points, means, strict=True):
+            if math.isnan(value):
+                continue
             match = labels_to_match(points, list(ref), value)
             if match is None:
                 needed, factor = f"> {points[-1]}", f"> {points[-1] / n:.3g}"
