@@ -177,7 +177,10 @@ def test_label_efficiency(studies):
     assert (random["init"], random["steps"]) == ("random", 0)
     assert float(ablation["scratch"]["minus_scratch"]) == 0
     efficiency = _rows(out / "label_efficiency.csv")
-    assert {r["arm"] for r in efficiency} == {"finetune"}  # the arms at every point
+    # Every arm but scratch, at each point it ran (the lever arms at their own only).
+    assert sorted((r["arm"], str(r["labels"])) for r in efficiency) == sorted(
+        [("finetune", "12"), ("finetune", "24"), ("finetune-rank", "12"), ("frozen-random", "12")]
+    )
     probes = {r["pretraining"]: r for r in _rows(out / "probe.csv")}
     assert set(probes) == {"pretrain", "rank"}
     assert all(0 <= float(p["probe_acc_random"]) <= 1 for p in probes.values())
