@@ -20,7 +20,7 @@ from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
 from hepmpm.studies.common import aggregate, curves, pm
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
-from hepmpm.studies.label_efficiency import efficiency_rows, labels_to_match
+from hepmpm.studies.label_efficiency import efficiency_rows, labels_to_match, paired_rows
 from hepmpm.studies.runner import STUDIES, run_study
 
 SEEDS = 3
@@ -158,7 +158,7 @@ def test_sim_to_real(studies):
 
 def test_label_efficiency(studies):
     out = studies["label-efficiency"]
-    for name in ("results", "aggregated", "label_efficiency", "ablation", "probe"):
+    for name in ("results", "aggregated", "label_efficiency", "paired", "ablation", "probe"):
         assert (out / f"{name}.csv").is_file() and (out / f"{name}.json").is_file(), name
     for plot in ("accuracy_vs_labels.png", "mean_rejection_50_vs_labels.png", "probe.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
@@ -249,6 +249,35 @@ def test_label_efficiency_factor_with_arms_at_other_label_counts(tmp_path):
     plot = mean_std_curves(*curves(summary, "arm", "labels", "accuracy"), tmp_path / "a.png",
                            "labels", "accuracy")  # fmt: skip
     assert plot.is_file()
+
+
+def test_paired_differences_by_seed():
+    """Each arm minus the reference on the same seed (the same labelled jets): a gain in every
+    seed that the draws' spread would hide is resolved; a mixed one is not; unpaired seeds and
+    the reference itself are left out."""
+    scratch = [0.60, 0.70, 0.80, 0.65]
+    rows = [
+        {"arm": "scratch", "labels": 100, "seed": s, "accuracy": a} for s, a in enumerate(scratch)
+    ]
+    rows += [
+        {"arm": "finetune", "labels": 100, "seed": s, "accuracy": a + 0.02 + 0.002 * s}
+        for s, a in enumerate(scratch[:3])
+    ]
+    rows += [
+        {"arm": "mixed", "labels": 100, "seed": s, "accuracy": a + d}
+        for s, (a, d) in enumerate(zip(scratch, (0.05, -0.04, 0.01, -0.03), strict=True))
+    ]
+    rows += [{"arm": "once", "labels": 100, "seed": 0, "accuracy": 0.9}]
+    out = {r["arm"]: r for r in paired_rows(rows, "scratch")}
+    assert set(out) == {"finetune", "mixed", "once"}
+    gain = out["finetune"]
+    assert gain["seeds"] == 3 and gain["seeds_above"] == "3/3" and gain["verdict"] == "above"
+    assert gain["minus_scratch_mean"] == pytest.approx(0.022)
+    assert gain["minus_scratch_std"] == pytest.approx(0.002)
+    # t(0.975, 2 dof) = 4.303: the interval is mean +- 4.303 * std / sqrt(3)
+    assert gain["ci95_low"] == pytest.approx(0.022 - 4.303 * 0.002 / math.sqrt(3), abs=1e-5)
+    assert out["mixed"]["verdict"] == "within the spread" and out["mixed"]["seeds_above"] == "2/4"
+    assert out["once"]["verdict"] == "one seed"
 
 
 def test_labels_to_match_interpolates_in_log_labels():

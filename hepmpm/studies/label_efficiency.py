@@ -26,9 +26,10 @@ against the study's own pre-training on data).
 Results: ``results.csv`` (arm × labels × seed), ``aggregated.csv`` (mean ± std),
 ``accuracy_vs_labels.png`` / ``mean_rejection_50_vs_labels.png``, ``label_efficiency.csv``
 (for each N, the labels the reference arm needs to match each arm's accuracy, interpolated in
-log N on the reference curve; ``> max`` when it never does), ``ablation.csv`` (every arm at
-``ablation_labels`` against the reference arm), and ``probe.png`` (each pre-training's online
-probe against its random-init twin).
+log N on the reference curve; ``> max`` when it never does), ``paired.csv`` (each arm minus the
+reference seed by seed, with a 95% interval and whether it excludes 0), ``ablation.csv``
+(every arm at ``ablation_labels`` against the reference arm), and ``probe.png`` (each
+pre-training's online probe against its random-init twin).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from hepmpm.studies.common import (
     label_curves,
     pm,
     sample_paths,
+    spread,
     tagger_row,
     write_table,
 )
@@ -397,6 +399,51 @@ def efficiency_rows(summary: Sequence[dict[str, Any]], reference: str) -> list[d
     return rows
 
 
+def paired_rows(
+    rows: Sequence[dict[str, Any]], reference: str, value: str = "accuracy"
+) -> list[dict[str, Any]]:
+    """For every arm and N: ``value`` minus the reference arm's, seed by seed (a seed draws the
+    same labelled jets for every arm, so the pairs share their labels and the draw's luck
+    cancels), with its mean, spread, standard error, 95% interval (Student's t) and verdict:
+    ``above`` / ``below`` when the interval excludes 0, else ``within the spread``."""
+    from scipy.stats import t as student_t
+
+    table = {(r["arm"], r["labels"], r["seed"]): float(r[value]) for r in rows}
+    out = []
+    for arm, n in dict.fromkeys((r["arm"], r["labels"]) for r in rows):
+        if arm == reference:
+            continue
+        seeds = sorted(s for a, m, s in table if (a, m) == (arm, n) and (reference, n, s) in table)
+        if not seeds:
+            continue
+        diffs = np.array([table[arm, n, s] - table[reference, n, s] for s in seeds])
+        std = spread(list(diffs))
+        sem = std / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+        half = sem * student_t.ppf(0.975, len(diffs) - 1) if len(diffs) > 1 else math.nan
+        mean = float(diffs.mean())
+        verdict = (
+            "one seed" if len(diffs) < 2
+            else "above" if mean - half > 0
+            else "below" if mean + half < 0
+            else "within the spread"
+        )  # fmt: skip
+        out.append(
+            {
+                "arm": arm,
+                "labels": n,
+                "seeds": len(diffs),
+                f"minus_{reference}_mean": mean,
+                f"minus_{reference}_std": std,
+                f"minus_{reference}_sem": sem,
+                "ci95_low": mean - half,
+                "ci95_high": mean + half,
+                "seeds_above": f"{int((diffs > 0).sum())}/{len(diffs)}",
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
 def ablation_rows(
     summary: Sequence[dict[str, Any]], config: LabelEfficiencyConfig
 ) -> list[dict[str, Any]]:
@@ -479,9 +526,11 @@ def report(
     plotted = [*LABEL_CURVES, *((f"accuracy_{n}", f"test accuracy on {n}") for n in domains)]
     summary, figures = label_curves(out, rows, values, plotted)
     efficiency = efficiency_rows(summary, config.reference)
+    paired = paired_rows(rows, config.reference)
     ablation = ablation_rows(summary, config)
     probes = probe_rows(backbones)
-    for name, table in (("label_efficiency", efficiency), ("ablation", ablation)):
+    tables = (("label_efficiency", efficiency), ("paired", paired), ("ablation", ablation))
+    for name, table in tables:
         if table:
             write_table(out / name, table)
     sections = [Section("Setup", text=[_setup_text(config)])]
@@ -495,6 +544,9 @@ def report(
     )
     if efficiency:
         sections.append(_table_section("Label-efficiency factor", efficiency))
+    if paired:
+        title = f"Paired differences to {config.reference} (same seed: same labelled jets)"
+        sections.append(_table_section(title, _rounded(paired)))
     if ablation:
         sections.append(_table_section(f"Ablation at N = {config.ablation_labels}", ablation))
     if probes:
@@ -504,6 +556,11 @@ def report(
         sections.append(_table_section("Online probe of each pre-training", probes, [figure]))
     markdown, _ = write_page(out, "summary", "Label efficiency of pre-training", sections)
     return markdown
+
+
+def _rounded(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with their floats at three decimals, for a page (the CSV keeps them whole)."""
+    return [{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def _table_section(
