@@ -251,6 +251,21 @@ def test_label_efficiency_factor_with_arms_at_other_label_counts(tmp_path):
     assert plot.is_file()
 
 
+def test_label_efficiency_without_pre_training_makes_no_corpus(studies, tmp_path):
+    """Arms that pre-train nothing (here scratch alone; likewise shipped backbones) leave the
+    corpus alone: neither generated nor skimmed."""
+    config = tmp_path / "scratch_only.yaml"
+    config.write_text(
+        "inherit: label_efficiency.yaml\n"
+        "tiny: {labels: [12], arms: [{name: scratch, mode: scratch}]}\n"
+    )
+    out = tmp_path / "study"
+    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
+    run_study("label-efficiency", out, config, [share], tiny=True, show_progress=False)
+    assert [r["arm"] for r in _rows(out / "results.csv")] == ["scratch"]
+    assert sorted(p.name for p in (out / "work" / "skims").iterdir()) == ["labelled"]
+
+
 def test_paired_differences_by_seed():
     """Each arm minus the reference on the same seed (the same labelled jets): a gain in every
     seed that the draws' spread would hide is resolved; a mixed one is not; unpaired seeds and

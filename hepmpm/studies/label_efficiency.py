@@ -34,6 +34,7 @@ pre-training's online probe against its random-init twin).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -195,11 +196,9 @@ def run(
     write the tables of the runs complete so far and list the missing ones (a long study
     checked while it runs, or stopped before its end)."""
     folder = StudyFolder(out, config, "label-efficiency", report_only)
-    corpus_files = sample_paths(folder.sample(config.corpus, progress))
     labelled_files = sample_paths(folder.sample(config.labelled, progress))
-    corpus = folder.skim("corpus", corpus_files, config.corpus.preset, progress)
     labelled = folder.skim("labelled", labelled_files, config.labelled.preset, progress)
-    echo(f"skims: {corpus} (pre-training), {labelled} (labels, val, test)")
+    echo(f"skims: {labelled} (labels, val, test)")
     tests = {
         name: folder.skim(
             f"test-{name}", sample_paths(folder.sample(sample, progress)), sample.preset, progress
@@ -207,6 +206,15 @@ def run(
         for name, sample in config.test_samples.items()
     }
     backbones: dict[str, Path] = {}
+
+    @functools.cache
+    def corpus() -> tuple[Path, list[Path]]:
+        """The corpus's skim and files, made when the first pre-training needs them (a study
+        that only fine-tunes shipped backbones generates no corpus)."""
+        files = sample_paths(folder.sample(config.corpus, progress))
+        skim = folder.skim("corpus", files, config.corpus.preset, progress)
+        echo(f"skims: {skim} (pre-training)")
+        return skim, files
 
     def backbone(name: str | None) -> Path | None:
         """The pre-training ``name`` (run the first time an arm needs it)."""
@@ -217,9 +225,10 @@ def run(
 
             return resolve_backbone(name)
         if name not in backbones and name == RANDOM:
-            backbones[name] = folder.random_backbone(name, corpus)
+            backbones[name] = folder.random_backbone(name, corpus()[0])
         elif name not in backbones:
-            skim, extra = corpus, [f"probe.skim={labelled}", *config.variants.get(name, [])]
+            skim, corpus_files = corpus()
+            extra = [f"probe.skim={labelled}", *config.variants.get(name, [])]
             if name in config.pretrain_on_labelled:
                 # Each file's domain is its sample's preset; last, so that nothing lets the
                 # class target read the corpus's truth.
