@@ -143,7 +143,7 @@ def gain_lines(differences: list[dict[str, Any]], init: str | None) -> list[str]
         "Errors: binomial on accuracy, bootstrap (200 resamples) on the mean QCD rejection at "
         "50% signal efficiency; the difference is bootstrapped over the same jets for both arms. "
         "They are test-set errors of one training seed; the seed-to-seed spread, measured over "
-        "three seeds in docs/results/label-efficiency, is larger at the fewest labels.",
+        "three to six seeds in docs/results/label-efficiency*, is larger at the fewest labels.",
     ]
     for d in differences:
         delta, error = d["accuracy_difference"], d["accuracy_difference_error"]
