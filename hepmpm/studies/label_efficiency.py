@@ -426,12 +426,11 @@ def paired_rows(
         if not seeds:
             continue
         diffs = np.array([table[arm, n, s] - table[reference, n, s] for s in seeds])
-        std = spread(list(diffs))
-        sem = std / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-        half = sem * student_t.ppf(0.975, len(diffs) - 1) if len(diffs) > 1 else math.nan
-        mean = float(diffs.mean())
+        k, std, mean = len(diffs), spread(list(diffs)), float(diffs.mean())
+        sem = std / math.sqrt(k) if k > 1 else math.nan  # NaN: no interval from one seed
+        half = sem * student_t.ppf(0.975, k - 1) if k > 1 else math.nan
         verdict = (
-            "one seed" if len(diffs) < 2
+            "one seed" if k < 2
             else "above" if mean - half > 0
             else "below" if mean + half < 0
             else "within the spread"
@@ -440,13 +439,13 @@ def paired_rows(
             {
                 "arm": arm,
                 "labels": n,
-                "seeds": len(diffs),
+                "seeds": k,
                 f"minus_{reference}_mean": mean,
                 f"minus_{reference}_std": std,
                 f"minus_{reference}_sem": sem,
                 "ci95_low": mean - half,
                 "ci95_high": mean + half,
-                "seeds_above": f"{int((diffs > 0).sum())}/{len(diffs)}",
+                "seeds_above": f"{int((diffs > 0).sum())}/{k}",
                 "verdict": verdict,
             }
         )
@@ -555,7 +554,7 @@ def report(
         sections.append(_table_section("Label-efficiency factor", efficiency))
     if paired:
         title = f"Paired differences to {config.reference} (same seed: same labelled jets)"
-        sections.append(_table_section(title, _rounded(paired)))
+        sections.append(_table_section(title, paired))
     if ablation:
         sections.append(_table_section(f"Ablation at N = {config.ablation_labels}", ablation))
     if probes:
@@ -565,11 +564,6 @@ def report(
         sections.append(_table_section("Online probe of each pre-training", probes, [figure]))
     markdown, _ = write_page(out, "summary", "Label efficiency of pre-training", sections)
     return markdown
-
-
-def _rounded(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with their floats at three decimals, for a page (the CSV keeps them whole)."""
-    return [{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def _table_section(
