@@ -31,6 +31,7 @@ from hepmpm.config import (
     deep_merge,
     load_yaml_with_inheritance,
     parse_config,
+    resolve_config,
 )
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
@@ -179,44 +180,43 @@ class StudyFolder:
         self, name: str, skim: Path, progress: bool, extra_overrides: Sequence[str] = ()
     ) -> Path:
         """Pre-train once on ``skim`` (labels unused) into ``work/pretrain/NAME``, fitting the
-        tokenizer first when one is configured; kept once ``backbone.json`` exists.
-        ``extra_overrides`` follow the stage's own (a variant's lever, the probe's skim)."""
-        from hepmpm.training.pretrain import run_pretrain
+        study's tokenizer first when its targets need tokens; kept once ``backbone.json``
+        exists. ``extra_overrides`` follow the stage's own (a variant's lever, the probe's
+        skim)."""
+        from hepmpm.models.mpm import TOKEN_TARGETS
+        from hepmpm.training.pretrain import PretrainConfig, run_pretrain
         from hepmpm.training.runs import last_checkpoint
 
         out = self.work / "pretrain" / name
         if (out / "backbone.json").is_file() or self.report_only:
             return out
-        tokenizer_dir = None
-        if self.config.tokenizer is not None:
-            tokenizer_dir = self._tokenizer(name, skim, progress)
+        stage = self.config.pretrain
+        overrides = [
+            f"trainer.seed={self.config.pretrain_seed}",
+            *stage.overrides,
+            *extra_overrides,
+        ]
+        config = resolve_config(PretrainConfig, stage.config, "pretrain", overrides)
+        tokenizer_dir = None  # without a tokenizer: stage, run_pretrain names what is missing
+        if self.config.tokenizer is not None and set(config.mpm.targets) & set(TOKEN_TARGETS):
+            tokenizer_dir = self._tokenizer(self.config.tokenizer, skim, progress)
         resume = last_checkpoint(out).is_file()
         if not resume:
             shutil.rmtree(out, ignore_errors=True)  # an attempt stopped before its first checkpoint
-        stage = self.config.pretrain
         run_pretrain(
-            stage.config,
-            skim,
-            out,
-            tokenizer_dir=tokenizer_dir,
-            overrides=[
-                f"trainer.seed={self.config.pretrain_seed}",
-                *stage.overrides,
-                *extra_overrides,
-            ],
-            resume=resume,
-            show_progress=progress,
+            config, skim, out, tokenizer_dir=tokenizer_dir, resume=resume, show_progress=progress
         )
         return out
 
-    def _tokenizer(self, name: str, skim: Path, progress: bool) -> Path:
+    def _tokenizer(self, stage: Stage, skim: Path, progress: bool) -> Path:
+        """The study's tokenizer, fitted once on ``skim`` into ``work/tokenizer`` (every
+        pre-training with a token target shares it: its variants then differ by their lever
+        only)."""
         from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
 
-        out = self.work / "tokenizer" / name
+        out = self.work / "tokenizer"
         if not (out / "tokenizer.json").is_file():
             shutil.rmtree(out, ignore_errors=True)
-            stage = self.config.tokenizer
-            assert stage is not None
             config = load_tokenizer_config(stage.config, stage.overrides)
             run_tokenizer(config, skim, out, resume=True, show_progress=progress)
         return out
