@@ -266,6 +266,35 @@ def test_label_efficiency_without_pre_training_makes_no_corpus(studies, tmp_path
     assert sorted(p.name for p in (out / "work" / "skims").iterdir()) == ["labelled"]
 
 
+def test_tokenizer_fitted_once_for_the_pre_trainings_that_need_tokens(studies, tmp_path):
+    """A study with a tokenizer: stage fits it once, for the k-means variants only; the main
+    recipe (regression + id) pre-trains without it."""
+    config = tmp_path / "kmeans_lever.yaml"
+    config.write_text(
+        "inherit: label_efficiency.yaml\n"
+        "tiny:\n"
+        "  labels: [12]\n"
+        "  tokenizer: {config: tiny_kmeans}\n"
+        "  variants:\n"
+        "    kmeans: ['mpm.targets={kmeans: 1.0}']\n"
+        "    kmeans-id: ['mpm.targets={kmeans: 1.0, id: 1.0}']\n"
+        "  reference: finetune\n"
+        "  arms: [{name: finetune, mode: finetune, pretraining: pretrain},\n"
+        "         {name: finetune-kmeans, mode: finetune, pretraining: kmeans},\n"
+        "         {name: finetune-kmeans-id, mode: finetune, pretraining: kmeans-id}]\n"
+    )
+    out = tmp_path / "study"
+    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
+    run_study("label-efficiency", out, config, [share], tiny=True, show_progress=False)
+    work = out / "work"
+    assert [p.name for p in work.joinpath("tokenizer").iterdir() if p.suffix == ".json"]
+    runs = {n: json.loads((work / "pretrain" / n / "run.json").read_text())
+            for n in ("pretrain", "kmeans", "kmeans-id")}  # fmt: skip
+    assert runs["pretrain"]["tokenizer"] is None
+    assert runs["kmeans"]["tokenizer"] == runs["kmeans-id"]["tokenizer"] is not None
+    assert runs["kmeans"]["tokenizer"]["kind"] == "kmeans"
+
+
 def test_paired_differences_by_seed():
     """Each arm minus the reference on the same seed (the same labelled jets): a gain in every
     seed that the draws' spread would hide is resolved; a mixed one is not; unpaired seeds and
