@@ -629,7 +629,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
             "Run one of the studies of what pre-training buys, every point with several seeds: "
             "results (CSV/JSON), mean ± std plots (PNG) and a summary (markdown + HTML) in --out. "
             "Samples, skims, pre-training and finished runs are kept, so a re-run completes an "
-            "interrupted study."
+            "interrupted study, and one with further seeds, labels, arms or variants extends it."
         ),
     )
     parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(STUDIES)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,22 @@ def settings_hash(settings: Any) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def claim_folder(out: Path, record_name: str, kind: str, settings: dict[str, Any]) -> bool:
+def claim_folder(
+    out: Path,
+    record_name: str,
+    kind: str,
+    settings: dict[str, Any],
+    conflict: Callable[[dict[str, Any], dict[str, Any]], str | None] | None = None,
+) -> bool:
     """Claim the folder ``out`` for a job of ``kind`` (e.g. ``quickstart``, ``study sim-to-real``)
     made with ``settings``; True when it already holds that job (its work goes on there).
 
     A new or empty folder gets ``record_name`` (``{"kind", "settings_hash", "settings"}``); one
     whose record names the same kind and settings hash is kept; one made by another job or with
     other settings, or a non-empty folder without the record, is an error (nothing is touched).
+    ``conflict(previous, settings)``: None when the job may go on with other settings (they only
+    add work, e.g. a study's further seeds: the record then holds the new ones), else the key
+    that may not change, named in the error.
     """
     out = Path(out)
     record = out / record_name
@@ -34,11 +43,18 @@ def claim_folder(out: Path, record_name: str, kind: str, settings: dict[str, Any
     if record.is_file():
         previous = json.loads(record.read_text())
         found = (previous.get("kind"), previous.get("settings_hash"))
-        if found != (kind, digest):
+        if found == (kind, digest):
+            return True
+        if found[0] != kind or conflict is None:
+            why = f"{found[1]} vs {digest}"
+        else:
+            key = conflict(previous.get("settings", {}), settings)
+            why = None if key is None else f"{key} differs"
+        if why is not None:
             raise HepmpmError(
-                f"{out} holds a {found[0]} made with other settings ({found[1]} vs {digest}); "
-                "choose another --out"
+                f"{out} holds a {found[0]} made with other settings ({why}); choose another --out"
             )
+        write_json_atomic(record, {"kind": kind, "settings_hash": digest, "settings": settings})
         return True
     if out.exists() and any(out.iterdir()):
         raise HepmpmError(f"{out} exists and is not a {kind} folder; choose another --out")

@@ -266,6 +266,31 @@ def test_label_efficiency_without_pre_training_makes_no_corpus(studies, tmp_path
     assert sorted(p.name for p in (out / "work" / "skims").iterdir()) == ["labelled"]
 
 
+def test_a_study_folder_is_extended_by_further_seeds_not_changed(studies, tmp_path):
+    """A later sitting may add seeds (the finished runs are kept, the record takes the new
+    config); changing what a finished run computed (an arm's rates, the first seed) is refused,
+    naming the key."""
+    config = tmp_path / "scratch_only.yaml"
+    config.write_text(
+        "inherit: label_efficiency.yaml\n"
+        "tiny: {labels: [12], arms: [{name: scratch, mode: scratch, lrs: [1.0e-3, 3.0e-3]}]}\n"
+    )
+    out = tmp_path / "study"
+    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
+    run_study("label-efficiency", out, config, [share], tiny=True, show_progress=False)
+    first = out / "work" / "runs" / "scratch" / "lr0.001" / "n12" / "seed0" / "metrics.json"
+    finished = first.stat().st_mtime_ns
+    run_study("label-efficiency", out, config, [share, "seeds=[0, 1]"], tiny=True,
+              show_progress=False)  # fmt: skip
+    assert sorted(r["seed"] for r in _rows(out / "results.csv")) == ["0", "1"]
+    assert first.stat().st_mtime_ns == finished
+    assert json.loads((out / "study.json").read_text())["settings"]["seeds"] == [0, 1]
+    one_rate = "arms=[{name: scratch, mode: scratch, lrs: [1.0e-3]}]"
+    for change, key in (("seeds=[1, 0]", "seeds"), (one_rate, "arms")):
+        with pytest.raises(HepmpmError, match=f"made with other settings \\({key} differs\\)"):
+            run_study("label-efficiency", out, config, [share, change], tiny=True)
+
+
 def test_tokenizer_fitted_once_for_the_pre_trainings_that_need_tokens(studies, tmp_path):
     """A study with a tokenizer: stage fits it once, for the k-means variants only; the main
     recipe (regression + id) pre-trains without it."""

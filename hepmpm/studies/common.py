@@ -6,8 +6,10 @@ the plots, ``summary.md``/``summary.html`` and ``work/``: generated samples (unl
 ``samples_dir`` points elsewhere), skims, pre-training and one folder per fine-tuning run.
 Every step is skipped on a re-run once its final file exists (a generated sample, a skim's
 manifest, a backbone's ``backbone.json``, a run's ``metrics.json``), so an interrupted study
-goes on where it stopped; ``OUT/study.json`` records the config, and a folder made with
-another config is refused.
+goes on where it stopped; ``OUT/study.json`` records the config. A config that only adds
+seeds, label counts, arms, variants or test samples extends the folder (the finished runs are
+kept, the record takes the new config: :func:`extension_conflict`); one that changes what a
+finished run computed is refused.
 """
 
 from __future__ import annotations
@@ -102,6 +104,58 @@ def load_study_config(
     return config
 
 
+#: Keys that say where or how fast a study runs, or what its report compares with, not what a
+#: run computes: a folder's later sittings may change them.
+FREE_KEYS = ("workers", "samples_dir", "reference", "ablation_labels")
+#: Lists that may grow between sittings (further seeds, label counts: new runs, none changed).
+GROWING_KEYS = ("seeds", "labels")
+#: Mappings that may gain entries (a further variant or test sample), each old one unchanged.
+GAINING_KEYS = ("variants", "test_samples")
+
+
+def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """The first key whose change would make a finished run of a study folder made with
+    ``previous`` mean something else under ``settings``; None when ``settings`` only add
+    seeds, label counts, arms, variants or test samples (a study extended in a later sitting).
+    The first seed stays first: arms choose their learning rate with it."""
+    for key in sorted(set(previous) | set(settings)):
+        before, after = previous.get(key), settings.get(key)
+        if before == after or key in FREE_KEYS:
+            continue
+        if key in GROWING_KEYS and _grows(before, after):
+            continue
+        if key in GAINING_KEYS and _gains(before, after):
+            continue
+        if key == "arms" and isinstance(before, list) and isinstance(after, list):
+            arms = {arm["name"]: arm for arm in after}
+            if all(_arm_grows(arm, arms.get(arm["name"])) for arm in before):
+                continue
+        return key
+    return None
+
+
+def _grows(before: Any, after: Any) -> bool:
+    lists = isinstance(before, list) and isinstance(after, list) and before and after
+    return bool(lists) and set(before) <= set(after) and before[0] == after[0]
+
+
+def _gains(before: Any, after: Any) -> bool:
+    mappings = isinstance(before, dict) and isinstance(after, dict)
+    return mappings and all(after.get(key) == value for key, value in before.items())
+
+
+def _arm_grows(before: dict[str, Any], after: dict[str, Any] | None) -> bool:
+    """An arm kept with the same stage, pre-training and rates, its own seeds and labels (when
+    it names them) grown or equal."""
+    if after is None:
+        return False
+    keys = set(before) | set(after)
+    return all(
+        before.get(k) == after.get(k) or (k in GROWING_KEYS and _grows(before.get(k), after.get(k)))
+        for k in keys
+    )
+
+
 class StudyFolder:
     """The output folder of a study and its cached work (see the module docstring)."""
 
@@ -114,7 +168,8 @@ class StudyFolder:
         self.config = config
         self.work = self.root / "work"
         self.samples = Path(config.samples_dir) if config.samples_dir else self.work / "samples"
-        claim_folder(self.root, "study.json", f"study {name}", config.model_dump(mode="json"))
+        settings = config.model_dump(mode="json")
+        claim_folder(self.root, "study.json", f"study {name}", settings, extension_conflict)
 
     def sample(self, spec: SampleConfig, progress: bool) -> dict[str, list[Path]]:
         """Generate (or complete) ``spec``; its ROOT files per class (several when a class has
