@@ -251,17 +251,23 @@ def test_label_efficiency_factor_with_arms_at_other_label_counts(tmp_path):
     assert plot.is_file()
 
 
+def _tiny_label_efficiency(studies, tmp_path, tiny: str, overrides=()) -> Path:
+    """label_efficiency.yaml with the ``tiny:`` section ``tiny`` (YAML), run in ``--tiny`` mode
+    on the shared samples into ``tmp_path/study``; its folder."""
+    config = tmp_path / "study.yaml"
+    config.write_text(f"inherit: label_efficiency.yaml\ntiny:\n{tiny}")
+    out = tmp_path / "study"
+    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
+    run_study("label-efficiency", out, config, [share, *overrides], tiny=True,
+              show_progress=False)  # fmt: skip
+    return out
+
+
 def test_label_efficiency_without_pre_training_makes_no_corpus(studies, tmp_path):
     """Arms that pre-train nothing (here scratch alone; likewise shipped backbones) leave the
     corpus alone: neither generated nor skimmed."""
-    config = tmp_path / "scratch_only.yaml"
-    config.write_text(
-        "inherit: label_efficiency.yaml\n"
-        "tiny: {labels: [12], arms: [{name: scratch, mode: scratch}]}\n"
-    )
-    out = tmp_path / "study"
-    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
-    run_study("label-efficiency", out, config, [share], tiny=True, show_progress=False)
+    tiny = "  {labels: [12], arms: [{name: scratch, mode: scratch}]}\n"
+    out = _tiny_label_efficiency(studies, tmp_path, tiny)
     assert [r["arm"] for r in _rows(out / "results.csv")] == ["scratch"]
     assert sorted(p.name for p in (out / "work" / "skims").iterdir()) == ["labelled"]
 
@@ -270,34 +276,24 @@ def test_a_study_folder_is_extended_by_further_seeds_not_changed(studies, tmp_pa
     """A later sitting may add seeds (the finished runs are kept, the record takes the new
     config); changing what a finished run computed (an arm's rates, the first seed) is refused,
     naming the key."""
-    config = tmp_path / "scratch_only.yaml"
-    config.write_text(
-        "inherit: label_efficiency.yaml\n"
-        "tiny: {labels: [12], arms: [{name: scratch, mode: scratch, lrs: [1.0e-3, 3.0e-3]}]}\n"
-    )
-    out = tmp_path / "study"
-    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
-    run_study("label-efficiency", out, config, [share], tiny=True, show_progress=False)
+    tiny = "  {labels: [12], arms: [{name: scratch, mode: scratch, lrs: [1.0e-3, 3.0e-3]}]}\n"
+    out = _tiny_label_efficiency(studies, tmp_path, tiny)
     first = out / "work" / "runs" / "scratch" / "lr0.001" / "n12" / "seed0" / "metrics.json"
     finished = first.stat().st_mtime_ns
-    run_study("label-efficiency", out, config, [share, "seeds=[0, 1]"], tiny=True,
-              show_progress=False)  # fmt: skip
+    _tiny_label_efficiency(studies, tmp_path, tiny, ["seeds=[0, 1]"])
     assert sorted(r["seed"] for r in _rows(out / "results.csv")) == ["0", "1"]
     assert first.stat().st_mtime_ns == finished
     assert json.loads((out / "study.json").read_text())["settings"]["seeds"] == [0, 1]
     one_rate = "arms=[{name: scratch, mode: scratch, lrs: [1.0e-3]}]"
     for change, key in (("seeds=[1, 0]", "seeds"), (one_rate, "arms")):
         with pytest.raises(HepmpmError, match=f"made with other settings \\({key} differs\\)"):
-            run_study("label-efficiency", out, config, [share, change], tiny=True)
+            _tiny_label_efficiency(studies, tmp_path, tiny, [change])
 
 
 def test_tokenizer_fitted_once_for_the_pre_trainings_that_need_tokens(studies, tmp_path):
     """A study with a tokenizer: stage fits it once, for the k-means variants only; the main
     recipe (regression + id) pre-trains without it."""
-    config = tmp_path / "kmeans_lever.yaml"
-    config.write_text(
-        "inherit: label_efficiency.yaml\n"
-        "tiny:\n"
+    tiny = (
         "  labels: [12]\n"
         "  tokenizer: {config: tiny_kmeans}\n"
         "  variants:\n"
@@ -308,10 +304,7 @@ def test_tokenizer_fitted_once_for_the_pre_trainings_that_need_tokens(studies, t
         "         {name: finetune-kmeans, mode: finetune, pretraining: kmeans},\n"
         "         {name: finetune-kmeans-id, mode: finetune, pretraining: kmeans-id}]\n"
     )
-    out = tmp_path / "study"
-    share = f"samples_dir={studies['label-efficiency'].parent / 'samples'}"
-    run_study("label-efficiency", out, config, [share], tiny=True, show_progress=False)
-    work = out / "work"
+    work = _tiny_label_efficiency(studies, tmp_path, tiny) / "work"
     assert [p.name for p in work.joinpath("tokenizer").iterdir() if p.suffix == ".json"]
     runs = {n: json.loads((work / "pretrain" / n / "run.json").read_text())
             for n in ("pretrain", "kmeans", "kmeans-id")}  # fmt: skip
