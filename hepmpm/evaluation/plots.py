@@ -28,6 +28,10 @@ from hepmpm.evaluation.metrics import versus_background_score
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
+#: Markers of the curves of one plot, in turn.
+CURVE_MARKERS = ("o", "s", "D", "^", "v", "P")
+
+
 def new_figure(ncols: int = 1, nrows: int = 1, size: float = 5.0) -> tuple[plt.Figure, np.ndarray]:
     plt.style.use(mplhep.style.CMS)
     fig, axes = plt.subplots(
@@ -207,11 +211,16 @@ def mean_std_curves(
     """
     fig, axes = new_figure(1, 1, size=6.0)
     ax = axes[0, 0]
-    for name, (means, stds) in curves.items():
+    # Colours repeat after the style's cycle: a marker and a dashed line keep the arms apart.
+    colours = len(plt.rcParams["axes.prop_cycle"].by_key().get("color", [])) or 1
+    for i, (name, (means, stds)) in enumerate(curves.items()):
         means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
         has = np.isfinite(means)
-        ax.errorbar(np.asarray(x)[has], means[has], yerr=stds[has], marker="o", capsize=4,
-                    label=name)  # fmt: skip
+        style = {
+            "marker": CURVE_MARKERS[i % len(CURVE_MARKERS)],
+            "linestyle": "-" if i < colours else "--",
+        }
+        ax.errorbar(np.asarray(x)[has], means[has], yerr=stds[has], capsize=4, label=name, **style)
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels
