@@ -211,14 +211,15 @@ def mean_std_curves(
     """
     fig, axes = new_figure(1, 1, size=6.0)
     ax = axes[0, 0]
-    # Colours repeat after the style's cycle: a marker and a dashed line keep the arms apart.
+    # Colours repeat after the style's cycle: a marker and the next line style keep the arms
+    # apart.
     colours = len(plt.rcParams["axes.prop_cycle"].by_key().get("color", [])) or 1
     for i, (name, (means, stds)) in enumerate(curves.items()):
         means, stds = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
         has = np.isfinite(means)
         style = {
             "marker": CURVE_MARKERS[i % len(CURVE_MARKERS)],
-            "linestyle": "-" if i < colours else "--",
+            "linestyle": LINE_STYLES[i // colours % len(LINE_STYLES)],
         }
         ax.errorbar(np.asarray(x)[has], means[has], yerr=stds[has], capsize=4, label=name, **style)
     if log_x:

@@ -127,33 +127,26 @@ def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> st
         if key in GAINING_KEYS and _gains(before, after):
             continue
         if key == "arms" and isinstance(before, list) and isinstance(after, list):
+            # Each old arm kept, by the same rule: its own seeds and labels may grow.
             arms = {arm["name"]: arm for arm in after}
-            if all(_arm_grows(arm, arms.get(arm["name"])) for arm in before):
+            if all(
+                arm["name"] in arms and extension_conflict(arm, arms[arm["name"]]) is None
+                for arm in before
+            ):
                 continue
         return key
     return None
 
 
 def _grows(before: Any, after: Any) -> bool:
-    lists = isinstance(before, list) and isinstance(after, list) and before and after
-    return bool(lists) and set(before) <= set(after) and before[0] == after[0]
+    if not (isinstance(before, list) and isinstance(after, list) and before):
+        return False
+    return set(before) <= set(after) and after[:1] == before[:1]
 
 
 def _gains(before: Any, after: Any) -> bool:
     mappings = isinstance(before, dict) and isinstance(after, dict)
     return mappings and all(after.get(key) == value for key, value in before.items())
-
-
-def _arm_grows(before: dict[str, Any], after: dict[str, Any] | None) -> bool:
-    """An arm kept with the same stage, pre-training and rates, its own seeds and labels (when
-    it names them) grown or equal."""
-    if after is None:
-        return False
-    keys = set(before) | set(after)
-    return all(
-        before.get(k) == after.get(k) or (k in GROWING_KEYS and _grows(before.get(k), after.get(k)))
-        for k in keys
-    )
 
 
 class StudyFolder:
