@@ -7,7 +7,13 @@ copies ``backbone.pt``, ``backbone.json`` and ``mpm.pt`` of the study's pre-trai
 ``hepmpm/pretrained/NAME/`` and writes ``card.json``: the corpus it saw (preset, classes, jets,
 seed, from the study's record), the feature set, the resolved pre-training config, the steps,
 its last online-probe accuracy beside its random-init twin's, the hepmpm version and the
-sha256 of every file. The study itself is the one command that makes the weights.
+sha256 of every file. The study itself is the one command that makes the weights. A
+pre-training made elsewhere (the GPU lease, benchmarks/gpu_lease.sh) ships with its corpus and
+command named::
+
+    python -m hepmpm.studies.ship_backbone --pretrain DIR --name NAME \\
+        --corpus preset=sim,classes=QCD+Hbb+Wqq+Tbqq,jets_per_class=25000,seed=51 \\
+        --made-by "benchmarks/gpu_lease.sh (...)"
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ from hepmpm.studies.common import run_tool
 FILES = ("backbone.pt", "backbone.json", "mpm.pt")
 
 
-def make_card(study: Path, pretraining: str) -> dict[str, Any]:
-    """The model card of the pre-training ``pretraining`` of the study folder ``study``."""
-    folder = Path(study) / "work" / "pretrain" / pretraining
+def make_card(
+    folder: Path, corpus: dict[str, Any], probe_classes: list[str], probe_skim: str, made_by: str
+) -> dict[str, Any]:
+    """The model card of the pre-training in ``folder``: ``corpus`` (preset, classes,
+    jets_per_class, seed) is what it was pre-trained on, ``probe_classes`` and ``probe_skim``
+    the labelled jets its online probe was fitted and scored on, ``made_by`` the command."""
     record = json.loads((folder / "backbone.json").read_text())
-    config = json.loads((Path(study) / "study.json").read_text())["settings"]
-    corpus = config["corpus"]
     metrics = read_lightning_metrics(sorted(folder.glob("logs/version_*/metrics.csv")))
     if "probe/acc" not in metrics:
         raise HepmpmError(f"{folder} has no online probe in its logs; pre-train with probe.skim")
@@ -59,21 +66,48 @@ def make_card(study: Path, pretraining: str) -> dict[str, Any]:
             "random_init_accuracy": float(metrics["probe/acc_random"][1][-1]),
             "fit_jets": resolved["probe"]["labels"],
             "score_jets": resolved["probe"]["score_jets"],
-            "classes": config["labelled"]["classes"],
-            "skim": "the study's labelled sample (train split to fit, val split to score)",
+            "classes": probe_classes,
+            "skim": probe_skim,
         },
-        "made_by": f"hepmpm study label-efficiency (pre-training {pretraining!r})",
+        "made_by": made_by,
         "hepmpm_version": __version__,
     }
 
 
-def ship(study: Path, pretraining: str, name: str, root: Path = ROOT) -> Path:
-    """Copy the pre-training into ``root/name`` with its card; returns the folder."""
-    source = Path(study) / "work" / "pretrain" / pretraining
+def study_card(study: Path, pretraining: str) -> tuple[Path, dict[str, Any]]:
+    """The folder and card of the pre-training ``pretraining`` of the study folder ``study``."""
+    folder = Path(study) / "work" / "pretrain" / pretraining
+    config = json.loads((Path(study) / "study.json").read_text())["settings"]
+    card = make_card(
+        folder, config["corpus"], config["labelled"]["classes"],
+        "the study's labelled sample (train split to fit, val split to score)",
+        f"hepmpm study label-efficiency (pre-training {pretraining!r})",
+    )  # fmt: skip
+    return folder, card
+
+
+def parse_corpus(text: str) -> dict[str, Any]:
+    """``preset=sim,classes=QCD+Hbb,jets_per_class=25000,seed=51`` as a corpus mapping."""
+    try:
+        pairs = dict(item.split("=", 1) for item in text.split(","))
+        return {
+            "preset": pairs["preset"],
+            "classes": pairs["classes"].split("+"),
+            "jets_per_class": int(pairs["jets_per_class"]),
+            "seed": int(pairs["seed"]),
+        }
+    except (KeyError, ValueError) as err:
+        raise HepmpmError(
+            f"--corpus {text!r}: expected preset=P,classes=A+B,jets_per_class=N,seed=S ({err})"
+        ) from None
+
+
+def ship(source: Path, card: dict[str, Any], name: str, root: Path = ROOT) -> Path:
+    """Copy the pre-training in ``source`` into ``root/name`` with ``card``; returns the
+    folder."""
     missing = [f for f in FILES if not (source / f).is_file()]
     if missing:
         raise HepmpmError(f"{source} lacks {', '.join(missing)}: is the pre-training finished?")
-    card = make_card(study, pretraining)
     target = Path(root) / name
     target.mkdir(parents=True, exist_ok=True)
     for file in FILES:
@@ -85,11 +119,35 @@ def ship(study: Path, pretraining: str, name: str, root: Path = ROOT) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", type=Path, required=True, help="label-efficiency study folder")
-    parser.add_argument("--pretraining", default="pretrain", help="its pre-training to ship")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--study", type=Path, help="label-efficiency study folder")
+    source.add_argument(
+        "--pretrain", type=Path, help="a pre-training folder made outside a study (with --corpus)"
+    )
+    parser.add_argument("--pretraining", default="pretrain", help="with --study: which one")
+    parser.add_argument(
+        "--corpus", help="with --pretrain: preset=P,classes=A+B,jets_per_class=N,seed=S"
+    )
+    parser.add_argument("--made-by", help="with --pretrain: the command that made it")
     parser.add_argument("--name", required=True, help="the shipped name (pretrained:NAME)")
     args = parser.parse_args(argv)
-    return run_tool("ship_backbone", lambda: print(ship(args.study, args.pretraining, args.name)))
+    if args.pretrain and not (args.corpus and args.made_by):
+        parser.error("--pretrain needs --corpus and --made-by")
+
+    def body() -> None:
+        if args.study:
+            folder, card = study_card(args.study, args.pretraining)
+        else:
+            corpus = parse_corpus(args.corpus)
+            folder = args.pretrain
+            card = make_card(
+                folder, corpus, corpus["classes"],
+                "a labelled sample the corpus does not contain (train split to fit, val split "
+                "to score)", args.made_by,
+            )  # fmt: skip
+        print(ship(folder, card, args.name))
+
+    return run_tool("ship_backbone", body)
 
 
 if __name__ == "__main__":
