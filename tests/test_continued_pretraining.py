@@ -114,3 +114,25 @@ def test_a_shipped_backbone_fine_tunes_and_continues(skim_dir, tmp_path):
                  show_progress=False)  # fmt: skip
     record = json.loads((tmp_path / "pre" / "backbone.json").read_text())
     assert record["init"]["from"] == name and record["init"]["weights"] == "mpm"
+
+
+def test_a_pre_training_made_outside_a_study_ships_with_its_card(skim_dir, tmp_path, capsys):
+    from hepmpm.studies import ship_backbone
+
+    out = tmp_path / "lease"
+    probe = [f"probe.skim={skim_dir}", "probe.labels=12", "probe.score_jets=6"]
+    run_pretrain("tiny", skim_dir, out, overrides=[*FAST, "trainer.max_steps=20", *probe],
+                 show_progress=False)  # fmt: skip
+    corpus = ship_backbone.parse_corpus("preset=sim,classes=QCD+Tbqq,jets_per_class=50,seed=51")
+    assert corpus == {"preset": "sim", "classes": ["QCD", "Tbqq"], "jets_per_class": 50, "seed": 51}
+    card = ship_backbone.make_card(out, corpus, corpus["classes"], "probe jets", "the lease")
+    folder = ship_backbone.ship(out, card, "tiny-lease", root=tmp_path / "shipped")
+    card = check_card(folder)
+    assert card["data"]["jets"] == 100 and card["data"]["seed"] == 51
+    assert card["made_by"] == "the lease" and card["steps"] == 20
+    assert 0 <= card["probe"]["random_init_accuracy"] <= 1 and card["probe"]["fit_jets"] == 12
+    # A corpus it cannot read is one line naming the flag; nothing ships.
+    args = ["--pretrain", str(out), "--name", "never", "--made-by", "x", "--corpus", "preset=sim"]
+    assert ship_backbone.main(args) == 2
+    assert "--corpus 'preset=sim': expected preset=P" in capsys.readouterr().err
+    assert "never" not in shipped()
