@@ -136,3 +136,7 @@ def test_a_pre_training_made_outside_a_study_ships_with_its_card(skim_dir, tmp_p
     assert ship_backbone.main(args) == 2
     assert "--corpus 'preset=sim': expected preset=P" in capsys.readouterr().err
     assert "never" not in shipped()
+    args[1] = str(tmp_path / "unfinished")
+    args[-1] = "preset=sim,classes=QCD,jets_per_class=5,seed=1"
+    assert ship_backbone.main(args) == 2
+    assert "lacks backbone.pt, backbone.json, mpm.pt" in capsys.readouterr().err

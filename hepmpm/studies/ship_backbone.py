@@ -43,6 +43,9 @@ def make_card(
     """The model card of the pre-training in ``folder``: ``corpus`` (preset, classes,
     jets_per_class, seed) is what it was pre-trained on, ``probe_classes`` and ``probe_skim``
     the labelled jets its online probe was fitted and scored on, ``made_by`` the command."""
+    missing = [f for f in FILES if not (folder / f).is_file()]
+    if missing:
+        raise HepmpmError(f"{folder} lacks {', '.join(missing)}: is the pre-training finished?")
     record = json.loads((folder / "backbone.json").read_text())
     metrics = read_lightning_metrics(sorted(folder.glob("logs/version_*/metrics.csv")))
     if "probe/acc" not in metrics:
@@ -103,11 +106,8 @@ def parse_corpus(text: str) -> dict[str, Any]:
 
 
 def ship(source: Path, card: dict[str, Any], name: str, root: Path = ROOT) -> Path:
-    """Copy the pre-training in ``source`` into ``root/name`` with ``card``; returns the
-    folder."""
-    missing = [f for f in FILES if not (source / f).is_file()]
-    if missing:
-        raise HepmpmError(f"{source} lacks {', '.join(missing)}: is the pre-training finished?")
+    """Copy the pre-training in ``source`` (checked by :func:`make_card`) into ``root/name``
+    with ``card``; returns the folder."""
     target = Path(root) / name
     target.mkdir(parents=True, exist_ok=True)
     for file in FILES:
