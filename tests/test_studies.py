@@ -246,6 +246,15 @@ def test_label_efficiency_factor_with_arms_at_other_label_counts(tmp_path):
     summary = aggregate(rows, ("arm", "labels"), ("accuracy",))
     out = efficiency_rows(summary, "scratch")
     assert [(r["labels"], r["factor"]) for r in out] == [(10, "10.00"), (100, "3.16")]
+    # Against the best of two from-scratch arms (here a stronger one from 100 labels on): each
+    # N reads the envelope, so the factor there can only shrink; the reference's stays.
+    rows += [{"arm": "scratch-b", "labels": 100, "seed": 0, "accuracy": 0.7},
+             {"arm": "scratch-b", "labels": 1000, "seed": 0, "accuracy": 0.75}]  # fmt: skip
+    summary = aggregate(rows, ("arm", "labels"), ("accuracy",))
+    out = efficiency_rows(summary, "scratch", envelope=["scratch-b"])
+    assert [r["arm"] for r in out] == ["finetune", "finetune"]
+    assert [(r["factor"], r["best_scratch_factor"]) for r in out] == [
+        ("10.00", "3.16"), ("3.16", "1.00")]  # fmt: skip
     plot = mean_std_curves(*curves(summary, "arm", "labels", "accuracy"), tmp_path / "a.png",
                            "labels", "accuracy")  # fmt: skip
     assert plot.is_file()

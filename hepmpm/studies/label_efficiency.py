@@ -26,7 +26,8 @@ against the study's own pre-training on data).
 Results: ``results.csv`` (arm × labels × seed), ``aggregated.csv`` (mean ± std),
 ``accuracy_vs_labels.png`` / ``mean_rejection_50_vs_labels.png``, ``label_efficiency.csv``
 (for each N, the labels the reference arm needs to match each arm's accuracy, interpolated in
-log N on the reference curve; ``> max`` when it never does), ``paired.csv`` (each arm minus the
+log N on the reference curve; ``> max`` when it never does; with ``reference_envelope``, also
+on the best from-scratch curve), ``paired.csv`` (each arm minus the
 reference seed by seed, with a 95% interval and whether it excludes 0), ``ablation.csv``
 (every arm at ``ablation_labels`` against the reference arm), and ``probe.png`` (each
 pre-training's online probe against its random-init twin).
@@ -119,6 +120,11 @@ class LabelEfficiencyConfig(StudyConfig):
     )
     arms: list[Arm] = Field(min_length=1)
     reference: str = Field("scratch", description="the arm the others are compared with")
+    reference_envelope: list[str] = Field(
+        default_factory=list,
+        description="further from-scratch arms (e.g. scratch-stdin): the label-efficiency "
+        "factor is also read off the best of them and the reference at each N",
+    )
     ablation_labels: int | None = Field(None, description="N of the ablation table")
     lr_selection_labels: int | None = Field(
         None, description="N at which arms choose their learning rate (None: ablation_labels)"
@@ -142,6 +148,9 @@ class LabelEfficiencyConfig(StudyConfig):
             raise ValueError(f"arm names must be unique; got {names}")
         if self.reference not in names:
             raise ValueError(f"reference {self.reference!r} is not an arm ({', '.join(names)})")
+        for name in self.reference_envelope:
+            if name not in names:
+                raise ValueError(f"reference_envelope: {name!r} is not an arm ({', '.join(names)})")
         known = {MAIN, RANDOM, *self.variants}
         for arm in self.arms:
             if arm.mode == "scratch" and arm.pretraining is not None:
@@ -374,37 +383,49 @@ def labels_to_match(
     return None
 
 
-def efficiency_rows(summary: Sequence[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+def _match_text(
+    points: Sequence[float], ref: Sequence[float], n: int, value: float
+) -> tuple[str, str]:
+    """The labels the curve ``ref`` [K] over ``points`` needs to reach ``value``, and that over
+    ``n``, as table text (``> max`` when it never does, ``<=`` its first point when that does)."""
+    match = labels_to_match(points, list(ref), value)
+    if match is None:
+        return f"> {points[-1]}", f"> {points[-1] / n:.3g}"
+    if value <= ref[0]:  # the curve's first point already matches: an upper bound
+        return f"<= {points[0]}", f"<= {points[0] / n:.3g}"
+    return f"{match:.0f}", f"{match / n:.2f}"
+
+
+def efficiency_rows(
+    summary: Sequence[dict[str, Any]], reference: str, envelope: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """For every arm and N: the reference arm's labels to match its mean accuracy, and the
-    factor over N (``> max`` when the reference never gets there)."""
+    factor over N (``> max`` when the reference never gets there). With ``envelope`` (further
+    from-scratch arms), also the labels the best of the reference and those arms at each N
+    needs (columns ``best_scratch_*``): the factor against the strongest baseline."""
     points, ys = curves(summary, "arm", "labels", "accuracy")
     if reference not in ys:
         return []
-    # More labels never hurt; fmax: a point the reference did not run (NaN) is skipped.
+    references = [reference, *(a for a in envelope if a in ys)]
+    # More labels never hurt; fmax: a point an arm did not run (NaN) is skipped.
     ref = np.fmax.accumulate(np.asarray(ys[reference][0], dtype=float))
+    best = np.fmax.accumulate(
+        np.fmax.reduce([np.asarray(ys[a][0], dtype=float) for a in references])
+    )
     rows = []
     for arm, (means, _) in ys.items():
-        if arm == reference:
+        if arm in references:
             continue
         for n, value in zip(points, means, strict=True):
             if math.isnan(value):
                 continue
-            match = labels_to_match(points, list(ref), value)
-            if match is None:
-                needed, factor = f"> {points[-1]}", f"> {points[-1] / n:.3g}"
-            elif value <= ref[0]:  # the reference's first point already matches: an upper bound
-                needed, factor = f"<= {points[0]}", f"<= {points[0] / n:.3g}"
-            else:
-                needed, factor = f"{match:.0f}", f"{match / n:.2f}"
-            rows.append(
-                {
-                    "arm": arm,
-                    "labels": n,
-                    "accuracy": value,
-                    f"{reference}_labels_to_match": needed,
-                    "factor": factor,
-                }
-            )
+            needed, factor = _match_text(points, ref, n, value)
+            row = {"arm": arm, "labels": n, "accuracy": value,
+                   f"{reference}_labels_to_match": needed, "factor": factor}  # fmt: skip
+            if envelope:
+                needed, factor = _match_text(points, best, n, value)
+                row |= {"best_scratch_labels_to_match": needed, "best_scratch_factor": factor}
+            rows.append(row)
     return rows
 
 
@@ -533,7 +554,7 @@ def report(
     domains = [n for n in config.test_samples if f"accuracy_{n}" in values]
     plotted = [*LABEL_CURVES, *((f"accuracy_{n}", f"test accuracy on {n}") for n in domains)]
     summary, figures = label_curves(out, rows, values, plotted)
-    efficiency = efficiency_rows(summary, config.reference)
+    efficiency = efficiency_rows(summary, config.reference, config.reference_envelope)
     paired = paired_rows(rows, config.reference)
     ablation = ablation_rows(summary, config)
     probes = probe_rows(backbones)
