@@ -61,7 +61,7 @@ def test_report_says_what_pretraining_buys(interrupted_then_completed):
     out, _ = interrupted_then_completed
     markdown = (out / "report" / "report.md").read_text()
     assert markdown.index("## What pre-training buys") < markdown.index("## What ran")
-    assert "pretrained:compact-sim4-stdin" in markdown
+    assert "pretrained:compact-sim4-stdin-mask60-gpu" in markdown
     gain = json.loads((out / "report" / "metrics.json").read_text())["pretraining_gain"]
     arms = {(r["arm"], r["labels"], r["domain"]): r for r in gain["arms"]}
     assert set(arms) == {(a, n, d) for a in ("pretrained", "scratch") for n in (24, 48)
@@ -83,7 +83,7 @@ def test_report_says_what_pretraining_buys(interrupted_then_completed):
             rf"\| {n} \| sim \| \d+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| [+-][\d.]+ ±", markdown
         )
     record = json.loads((out / "pretrain" / "run.json").read_text())
-    assert record["init"] == "pretrained:compact-sim4-stdin"
+    assert record["init"] == "pretrained:compact-sim4-stdin-mask60-gpu"
 
 
 def test_rerun_skips_everything_and_other_profiles_are_refused(interrupted_then_completed, capsys):
