@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -531,3 +532,52 @@ def test_rejection_table_per_class_with_the_jets_it_rests_on(studies, tmp_path, 
     assert rejection_table(["--study", str(out), "--sample", "nowhere"]) == 2
     err = capsys.readouterr().err
     assert err == f"rejection_table: error: {out}: no run has a test on 'nowhere'\n"
+
+
+def _fake_study(folder: Path, labelled: dict, rows: list[tuple[str, int, int, float]]) -> Path:
+    """A study folder as combine reads it: study.json's settings and results.csv."""
+    folder.mkdir(parents=True)
+    settings = {"labelled": labelled, "finetune": {"config": "compact"}, "feature_set": "part17"}
+    (folder / "study.json").write_text(json.dumps({"settings": settings}))
+    lines = ["arm,labels,seed,accuracy"] + [f"{a},{n},{s},{acc}" for a, n, s, acc in rows]
+    (folder / "results.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_combine_compares_arms_of_studies_on_the_same_jets_seed_by_seed(tmp_path, capsys):
+    from hepmpm.studies import combine
+
+    labelled = {"preset": "sim", "seed": 12}
+    main = _fake_study(
+        tmp_path / "main",
+        labelled,
+        [
+            ("scratch", 100, 0, 0.60),
+            ("scratch", 100, 1, 0.64),
+            ("scratch", 1000, 0, 0.80),
+            ("scratch", 1000, 1, 0.80),
+            ("finetune", 100, 0, 0.80),
+            ("finetune", 100, 1, 0.82),
+        ],
+    )
+    other = _fake_study(tmp_path / "other", labelled, [
+        ("scratch", 100, 0, 0.60), ("scratch-b", 100, 0, 0.5), ("scratch-b", 1000, 0, 0.9),
+        ("scratch-b", 100, 1, 0.5), ("scratch-b", 1000, 1, 0.9)])  # fmt: skip
+    out = tmp_path / "combined"
+    combine.combine(main, [(other, ["scratch-b"])], "scratch", ["scratch-b"], out)
+    paired = {(r["arm"], r["labels"]): r for r in json.loads((out / "paired.json").read_text())}
+    assert paired["finetune", 100]["minus_scratch_mean"] == pytest.approx(0.19)
+    assert paired["scratch-b", 1000]["minus_scratch_mean"] == pytest.approx(0.10)
+    factor = {r["labels"]: r for r in json.loads((out / "label_efficiency.json").read_text())}
+    # finetune's 0.81 at 100: > scratch's best (0.80), but scratch-b reaches 0.9 at 1000.
+    assert factor[100]["factor"] == "> 10" and factor[100]["best_scratch_factor"] == "4.77"
+    # Another labelled sample, an arm the main study has, or one the other lacks: refused.
+    moved = _fake_study(tmp_path / "moved", {"preset": "sim", "seed": 13}, [("b", 100, 0, 0.5)])
+    for others, message in (
+        ([f"{moved}:b"], "differs from .* in 'labelled'"),
+        ([f"{other}:scratch"], "arm scratch is in"),
+        ([f"{other}:nope"], "has no arm nope"),
+    ):
+        args = ["--study", str(main), "--out", str(out), "--with", *others]
+        assert combine.main(args) == 2
+        assert re.search(message, capsys.readouterr().err)

@@ -1,0 +1,118 @@
+"""Label-efficiency tables over the runs of several studies that share their labelled jets.
+
+    python -m hepmpm.studies.combine --study docs/results/label-efficiency-mask60 \\
+        --with docs/results/label-efficiency-budget:scratch-stdin,finetune-stdin,part \\
+        --reference scratch --envelope scratch-stdin --out DIR
+
+A fine-tuning run is a function of its labelled sample, seed, arm settings and stage: studies
+with the same ``labelled`` sample and fine-tuning recipe draw the same N jets per seed and test
+on the same jets (generation and training are seeded; a re-run reproduces an earlier study's
+accuracies to the last digit), so an arm measured in one study compares with another study's
+arms seed by seed. This reads ``results.csv`` and ``study.json`` of the main study and of each
+``--with STUDY:ARM,ARM`` (only those arms), refuses studies whose labelled sample or fine-tuning
+stage differ (naming the key), and writes ``aggregated``, ``label_efficiency`` (with
+``--envelope``, also against the best from-scratch arm at each N) and ``paired`` tables
+(``.csv``/``.json``) into ``--out``, as the study itself writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hepmpm.errors import HepmpmError
+from hepmpm.studies.common import aggregate, run_tool, write_table
+from hepmpm.studies.label_efficiency import efficiency_rows, paired_rows
+
+#: What must agree between the studies for their runs to compare seed by seed.
+SHARED_KEYS = ("labelled", "finetune", "feature_set")
+
+
+def read_study(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The resolved settings of a study folder and its ``results.csv`` rows (numbers parsed)."""
+    record, table = Path(folder) / "study.json", Path(folder) / "results.csv"
+    for path in (record, table):
+        if not path.is_file():
+            raise HepmpmError(f"{folder} has no {path.name}: is it a label-efficiency study?")
+    rows = []
+    with table.open() as file:
+        for row in csv.DictReader(file):
+            parsed: dict[str, Any] = dict(row)
+            for key in ("labels", "seed"):
+                parsed[key] = int(row[key])
+            parsed["accuracy"] = float(row["accuracy"])
+            rows.append(parsed)
+    return json.loads(record.read_text())["settings"], rows
+
+
+def combined_rows(main: Path, others: Sequence[tuple[Path, Sequence[str]]]) -> list[dict]:
+    """The main study's rows and, from each other study, those of the named arms."""
+    settings, rows = read_study(main)
+    for folder, arms in others:
+        other, other_rows = read_study(folder)
+        for key in SHARED_KEYS:
+            if other.get(key) != settings.get(key):
+                raise HepmpmError(
+                    f"{folder} differs from {main} in {key!r}: its runs are not the same jets "
+                    "or recipe"
+                )
+        missing = sorted(set(arms) - {r["arm"] for r in other_rows})
+        if missing:
+            raise HepmpmError(f"{folder} has no arm {', '.join(missing)}")
+        clash = sorted(set(arms) & {r["arm"] for r in rows})
+        if clash:
+            raise HepmpmError(f"arm {', '.join(clash)} is in {main} already")
+        rows += [r for r in other_rows if r["arm"] in arms]
+    return rows
+
+
+def combine(
+    main: Path,
+    others: Sequence[tuple[Path, Sequence[str]]],
+    reference: str,
+    envelope: Sequence[str],
+    out: Path,
+) -> list[Path]:
+    """Write the combined tables into ``out``; returns their CSV paths."""
+    rows = combined_rows(main, others)
+    summary = aggregate(rows, ("arm", "labels"), ("accuracy",))
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "aggregated": summary,
+        "label_efficiency": efficiency_rows(summary, reference, envelope),
+        "paired": paired_rows(rows, reference),
+    }
+    return [write_table(out / name, table)[0] for name, table in tables.items() if table]
+
+
+def _other(text: str) -> tuple[Path, list[str]]:
+    folder, sep, arms = text.rpartition(":")
+    if not sep or not folder or not arms:
+        raise argparse.ArgumentTypeError(f"expected STUDY:ARM,ARM, got {text!r}")
+    return Path(folder), arms.split(",")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", type=Path, required=True, help="the main study folder")
+    parser.add_argument(
+        "--with", dest="others", type=_other, action="append", default=[],
+        help="STUDY:ARM,ARM: arms of another study with the same labelled jets",
+    )  # fmt: skip
+    parser.add_argument("--reference", default="scratch", help="the arm the others compare with")
+    parser.add_argument("--envelope", default="", help="further from-scratch arms, comma-separated")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    envelope = [a for a in args.envelope.split(",") if a]
+    return run_tool(
+        "combine",
+        lambda: print(*combine(args.study, args.others, args.reference, envelope, args.out)),
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
