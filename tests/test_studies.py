@@ -571,11 +571,15 @@ def test_combine_compares_arms_of_studies_on_the_same_jets_seed_by_seed(tmp_path
     factor = {r["labels"]: r for r in json.loads((out / "label_efficiency.json").read_text())}
     # finetune's 0.81 at 100: > scratch's best (0.80), but scratch-b reaches 0.9 at 1000.
     assert factor[100]["factor"] == "> 10" and factor[100]["best_scratch_factor"] == "4.77"
-    # Another labelled sample, an arm the main study has, or one the other lacks: refused.
+    # A run both made (scratch N=100 seed 0) must agree: then the union is taken.
+    combine.combine(main, [(other, ["scratch"])], "scratch", [], out)
+    assert json.loads((out / "aggregated.json").read_text())[0]["seeds"] == 2
+    # Another labelled sample, a run that differs, or an arm the other lacks: refused.
     moved = _fake_study(tmp_path / "moved", {"preset": "sim", "seed": 13}, [("b", 100, 0, 0.5)])
+    redone = _fake_study(tmp_path / "redone", labelled, [("scratch", 100, 1, 0.65)])
     for others, message in (
         ([f"{moved}:b"], "differs from .* in 'labelled'"),
-        ([f"{other}:scratch"], "arm scratch is in"),
+        ([f"{redone}:scratch"], "scratch N=100 seed 1: accuracy 0.6400 in .*: not the same run"),
         ([f"{other}:nope"], "has no arm nope"),
     ):
         args = ["--study", str(main), "--out", str(out), "--with", *others]

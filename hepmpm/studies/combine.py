@@ -10,7 +10,8 @@ on the same jets (generation and training are seeded; a re-run reproduces an ear
 accuracies to the last digit), so an arm measured in one study compares with another study's
 arms seed by seed. This reads ``results.csv`` and ``study.json`` of the main study and of each
 ``--with STUDY:ARM,ARM`` (only those arms), refuses studies whose labelled sample or fine-tuning
-stage differ (naming the key), and writes ``aggregated``, ``label_efficiency`` (with
+stage differ (naming the key) or where a run both made differs (a run both studies made must
+be the same run reproduced), and writes ``aggregated``, ``label_efficiency`` (with
 ``--envelope``, also against the best from-scratch arm at each N) and ``paired`` tables
 (``.csv``/``.json``) into ``--out``, as the study itself writes them.
 """
@@ -63,10 +64,19 @@ def combined_rows(main: Path, others: Sequence[tuple[Path, Sequence[str]]]) -> l
         missing = sorted(set(arms) - {r["arm"] for r in other_rows})
         if missing:
             raise HepmpmError(f"{folder} has no arm {', '.join(missing)}")
-        clash = sorted(set(arms) & {r["arm"] for r in rows})
-        if clash:
-            raise HepmpmError(f"arm {', '.join(clash)} is in {main} already")
-        rows += [r for r in other_rows if r["arm"] in arms]
+        # A run both studies made must be the same run reproduced; the union is kept.
+        known = {(r["arm"], r["labels"], r["seed"]): r["accuracy"] for r in rows}
+        for r in other_rows:
+            key = (r["arm"], r["labels"], r["seed"])
+            if r["arm"] not in arms:
+                continue
+            if key not in known:
+                rows.append(r)
+            elif abs(known[key] - r["accuracy"]) > 1e-9:
+                raise HepmpmError(
+                    f"{r['arm']} N={r['labels']} seed {r['seed']}: accuracy {known[key]:.4f} in "
+                    f"{main}, {r['accuracy']:.4f} in {folder}: not the same run"
+                )
     return rows
 
 
