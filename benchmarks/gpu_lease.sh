@@ -13,12 +13,14 @@
 # the same script runs in seconds on a CPU (the check before a lease):
 #   OUT=/tmp/gpu JETS_PER_CLASS=60 PROBE_JETS_PER_CLASS=60 PROBE_LABELS=40 PROBE_SCORE_JETS=8 \
 #     WORKERS=2 PRETRAIN_SECONDS=20 BATCH=64 DEVICE=cpu PY=python bash benchmarks/gpu_lease.sh
+# On a machine without hepmpm's dependencies, install them as wheels with `pip install --target
+# DIR` first; Pythia then needs PYTHIA8DATA=DIR/share/Pythia8/xmldoc to find its data.
 set -uo pipefail
 OUT=${OUT:?set OUT, the folder the results go to}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-$(nproc)}
-JETS_PER_CLASS=${JETS_PER_CLASS:-30000}
+JETS_PER_CLASS=${JETS_PER_CLASS:-25000}   # 100k jets: the 2-core studies' corpus size
 PROBE_JETS_PER_CLASS=${PROBE_JETS_PER_CLASS:-2500}
 PROBE_LABELS=${PROBE_LABELS:-1000}          # probe fit jets (train split)
 PROBE_SCORE_JETS=${PROBE_SCORE_JETS:-800}   # probe score jets (val split: ~10 % of the sample)
