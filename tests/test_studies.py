@@ -535,12 +535,13 @@ def test_rejection_table_per_class_with_the_jets_it_rests_on(studies, tmp_path, 
 
 
 def _fake_study(folder: Path, labelled: dict, rows: list[tuple[str, int, int, float]]) -> Path:
-    """A study folder as combine reads it: study.json's settings and results.csv."""
+    """A study folder as combine reads it: study.json's settings and results.json."""
     folder.mkdir(parents=True)
     settings = {"labelled": labelled, "finetune": {"config": "compact"}, "feature_set": "part17"}
     (folder / "study.json").write_text(json.dumps({"settings": settings}))
-    lines = ["arm,labels,seed,accuracy"] + [f"{a},{n},{s},{acc}" for a, n, s, acc in rows]
-    (folder / "results.csv").write_text("\n".join(lines) + "\n")
+    keys = ("arm", "labels", "seed", "accuracy")
+    table = [dict(zip(keys, row, strict=True)) for row in rows]
+    (folder / "results.json").write_text(json.dumps(table))
     return folder
 
 

@@ -8,7 +8,7 @@ A fine-tuning run is a function of its labelled sample, seed, arm settings and s
 with the same ``labelled`` sample and fine-tuning recipe draw the same N jets per seed and test
 on the same jets (generation and training are seeded; a re-run reproduces an earlier study's
 accuracies to the last digit), so an arm measured in one study compares with another study's
-arms seed by seed. This reads ``results.csv`` and ``study.json`` of the main study and of each
+arms seed by seed. This reads ``results.json`` and ``study.json`` of the main study and of each
 ``--with STUDY:ARM,ARM`` (only those arms), refuses studies whose labelled sample or fine-tuning
 stage differ (naming the key) or where a run both made differs (a run both studies made must
 be the same run reproduced), and writes ``aggregated``, ``label_efficiency`` (with
@@ -19,7 +19,6 @@ be the same run reproduced), and writes ``aggregated``, ``label_efficiency`` (wi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,20 +33,12 @@ SHARED_KEYS = ("labelled", "finetune", "feature_set")
 
 
 def read_study(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The resolved settings of a study folder and its ``results.csv`` rows (numbers parsed)."""
-    record, table = Path(folder) / "study.json", Path(folder) / "results.csv"
+    """The resolved settings of a study folder and its per-run rows (``results.json``)."""
+    record, table = Path(folder) / "study.json", Path(folder) / "results.json"
     for path in (record, table):
         if not path.is_file():
             raise HepmpmError(f"{folder} has no {path.name}: is it a label-efficiency study?")
-    rows = []
-    with table.open() as file:
-        for row in csv.DictReader(file):
-            parsed: dict[str, Any] = dict(row)
-            for key in ("labels", "seed"):
-                parsed[key] = int(row[key])
-            parsed["accuracy"] = float(row["accuracy"])
-            rows.append(parsed)
-    return json.loads(record.read_text())["settings"], rows
+    return json.loads(record.read_text())["settings"], json.loads(table.read_text())
 
 
 def combined_rows(main: Path, others: Sequence[tuple[Path, Sequence[str]]]) -> list[dict]:

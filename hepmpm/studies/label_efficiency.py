@@ -407,11 +407,13 @@ def efficiency_rows(
     if reference not in ys:
         return []
     references = [reference, *(a for a in envelope if a in ys)]
-    # More labels never hurt; fmax: a point an arm did not run (NaN) is skipped.
-    ref = np.fmax.accumulate(np.asarray(ys[reference][0], dtype=float))
-    best = np.fmax.accumulate(
-        np.fmax.reduce([np.asarray(ys[a][0], dtype=float) for a in references])
-    )
+
+    def best_curve(arms: Sequence[str]) -> np.ndarray:
+        """The best mean accuracy of ``arms`` at each N; more labels never hurt, and a point
+        an arm did not run (NaN) is skipped (fmax)."""
+        return np.fmax.accumulate(np.fmax.reduce([np.asarray(ys[a][0], float) for a in arms]))
+
+    ref, best = best_curve([reference]), best_curve(references)
     rows = []
     for arm, (means, _) in ys.items():
         if arm in references:
