@@ -57,10 +57,8 @@ def combined_rows(main: Path, others: Sequence[tuple[Path, Sequence[str]]]) -> l
             raise HepmpmError(f"{folder} has no arm {', '.join(missing)}")
         # A run both studies made must be the same run reproduced; the union is kept.
         known = {(r["arm"], r["labels"], r["seed"]): r["accuracy"] for r in rows}
-        for r in other_rows:
+        for r in (r for r in other_rows if r["arm"] in arms):
             key = (r["arm"], r["labels"], r["seed"])
-            if r["arm"] not in arms:
-                continue
             if key not in known:
                 rows.append(r)
             elif abs(known[key] - r["accuracy"]) > 1e-9:
