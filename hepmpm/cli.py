@@ -685,6 +685,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for an operating-system error: the path(s) and the cause."""
+    cause = err.strerror or str(err).strip().splitlines()[0] or type(err).__name__
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    return f"{' -> '.join(map(str, paths))}: {cause}" if paths else cause
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hepmpm`` console script; returns the exit code."""
     parser = build_parser()
@@ -697,6 +704,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except HepmpmError as err:
         print(f"hepmpm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # What the machine refused (a full disk, a read-only folder, a path that is a file):
+        # not the user's input and not a bug, so one line naming the path and the cause.
+        print(f"hepmpm {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Training commands continue only when asked (--resume); the others keep complete work.

@@ -12,6 +12,7 @@ from typing import Any
 
 from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import folder_is_empty
 
 
 def settings_hash(settings: Any) -> str:
@@ -56,7 +57,7 @@ def claim_folder(
             )
         write_json_atomic(record, {"kind": kind, "settings_hash": digest, "settings": settings})
         return True
-    if out.exists() and any(out.iterdir()):
+    if not folder_is_empty(out):
         raise HepmpmError(f"{out} exists and is not a {kind} folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record, {"kind": kind, "settings_hash": digest, "settings": settings})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hepmpm.config import packaged_config_path, resolve_config_path
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import holding_folder
 from hepmpm.quiet import quiet_lightning
 from hepmpm.studies.common import StudyConfig, load_study_config
 
@@ -77,6 +78,8 @@ def run_study(
     started = time.perf_counter()
     echo(f"study {name} ({path}{', tiny' if tiny else ''}) -> {out}")
     extra = {"report_only": True} if report_only else {}
-    summary = run(config, Path(out), show_progress, echo, **extra)
+    # A report-only pass reads a folder another run may be writing: it holds nothing.
+    with holding_folder(Path(out), f"study {name}", enabled=not report_only):
+        summary = run(config, Path(out), show_progress, echo, **extra)
     echo(f"study {name} complete in {time.perf_counter() - started:.0f} s: {summary}")
     return summary

@@ -77,12 +77,13 @@ from hepmpm.training.runs import (
     TrainerConfig,
     claim_run_folder,
     fit,
+    holding_run_folder,
     make_trainer,
     start_run_folder,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.training.statistics import particle_sample
-from hepmpm.weights import load_weights, save_weights
+from hepmpm.weights import load_weights, read_torch_file, save_weights
 
 Tagger = JetTagger | ParTTagger
 
@@ -500,7 +501,7 @@ def _load_best(module: FinetuneModule, trainer: L.Trainer) -> int:
     best = trainer.checkpoint_callback.best_model_path
     if not best or not Path(best).is_file():
         return trainer.global_step
-    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    checkpoint = read_torch_file(Path(best), "checkpoint")
     module.load_state_dict(checkpoint["state_dict"])
     return int(checkpoint["global_step"])
 
@@ -630,69 +631,70 @@ def run_finetune(
     if config.model == "part":  # the hepmpm architecture sections are unused
         record |= {"model": "part", "part": config.part.model_dump(mode="json")}
         record |= {"backbone": None, "head": None}
-    ckpt_path = claim_run_folder(out, "fine-tuning", record, RESUMED_KEYS, resume)
-    module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
-    if pretrained is not None:
-        module.tagger.backbone.load_state_dict(pretrained.state_dict())
-    callbacks = []
-    if config.early_stopping_patience is not None:
-        callbacks.append(
-            EarlyStopping("val/loss", patience=config.early_stopping_patience, verbose=False)
+    with holding_run_folder(out, "fine-tuning"):
+        ckpt_path = claim_run_folder(out, "fine-tuning", record, RESUMED_KEYS, resume)
+        module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
+        if pretrained is not None:
+            module.tagger.backbone.load_state_dict(pretrained.state_dict())
+        callbacks = []
+        if config.early_stopping_patience is not None:
+            callbacks.append(
+                EarlyStopping("val/loss", patience=config.early_stopping_patience, verbose=False)
+            )
+        trainer = make_trainer(
+            t,
+            out,
+            config.optimizer.grad_clip,
+            show_progress,
+            # An epoch of a few labelled jets can be shorter than the logging interval.
+            log_every_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
+            callbacks=callbacks,
         )
-    trainer = make_trainer(
-        t,
-        out,
-        config.optimizer.grad_clip,
-        show_progress,
-        # An epoch of a few labelled jets can be shorter than the logging interval.
-        log_every_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
-        callbacks=callbacks,
-    )
-    if trainer.is_global_zero:
-        start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
-    fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
-    best_step = trainer.global_step
-    if config.evaluate == "best":
-        best_step = _load_best(module, trainer)
-    metrics: dict[str, Any] = {
-        "mode": config.mode,
-        "classes": class_names,
-        "labels": config.labels,
-        "train_jets": datamodule.train_jets,
-        "seed": t.seed,
-        "steps": trainer.global_step,
-        "best_step": best_step,
-        "best_val_loss": _best_score(trainer),
-        "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
-    }
-    if config.model == "part":  # a reference arm: say so where studies read the results
-        metrics["model"] = "part"
-    if not trainer.is_global_zero:
+        if trainer.is_global_zero:
+            start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
+        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
+        best_step = trainer.global_step
+        if config.evaluate == "best":
+            best_step = _load_best(module, trainer)
+        metrics: dict[str, Any] = {
+            "mode": config.mode,
+            "classes": class_names,
+            "labels": config.labels,
+            "train_jets": datamodule.train_jets,
+            "seed": t.seed,
+            "steps": trainer.global_step,
+            "best_step": best_step,
+            "best_val_loss": _best_score(trainer),
+            "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        }
+        if config.model == "part":  # a reference arm: say so where studies read the results
+            metrics["model"] = "part"
+        if not trainer.is_global_zero:
+            return metrics
+        device = "cuda" if uses_cuda(t.accelerator) else "cpu"
+        with torch_threads(t.cpu_threads):
+            metrics["test"] = evaluate_tagger(
+                module.tagger, datamodule.index, chosen, "test", config.data.domains,
+                config.data.batch_size, device,
+            )  # fmt: skip
+        module.tagger.cpu()
+        extra = {
+            "mode": config.mode,
+            "pretrained": None if pretrained is None else str(backbone_dir),
+            "parameters": sum(p.numel() for p in module.tagger.parameters()),
+            "trainable_parameters": count_parameters(module.tagger),
+            "config": config.model_dump(mode="json"),
+            "config_hash": config_hash(config),
+            "skim": {
+                "path": str(data),
+                "settings_hash": datamodule.manifest.raw["settings_hash"],
+            },
+            "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
+            | {"test_accuracy": metrics["test"]["accuracy"]},
+        }
+        if isinstance(module.tagger, ParTTagger):
+            _save_part(module.tagger, out, class_names, chosen, extra)
+        else:
+            save_tagger(module.tagger, out, class_names, chosen, config.head, extra=extra)
+        write_json_atomic(out / "metrics.json", metrics)
         return metrics
-    device = "cuda" if uses_cuda(t.accelerator) else "cpu"
-    with torch_threads(t.cpu_threads):
-        metrics["test"] = evaluate_tagger(
-            module.tagger, datamodule.index, chosen, "test", config.data.domains,
-            config.data.batch_size, device,
-        )  # fmt: skip
-    module.tagger.cpu()
-    extra = {
-        "mode": config.mode,
-        "pretrained": None if pretrained is None else str(backbone_dir),
-        "parameters": sum(p.numel() for p in module.tagger.parameters()),
-        "trainable_parameters": count_parameters(module.tagger),
-        "config": config.model_dump(mode="json"),
-        "config_hash": config_hash(config),
-        "skim": {
-            "path": str(data),
-            "settings_hash": datamodule.manifest.raw["settings_hash"],
-        },
-        "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
-        | {"test_accuracy": metrics["test"]["accuracy"]},
-    }
-    if isinstance(module.tagger, ParTTagger):
-        _save_part(module.tagger, out, class_names, chosen, extra)
-    else:
-        save_tagger(module.tagger, out, class_names, chosen, config.head, extra=extra)
-    write_json_atomic(out / "metrics.json", metrics)
-    return metrics

@@ -53,6 +53,7 @@ from hepmpm.training.runs import (
     TrainerConfig,
     claim_run_folder,
     fit,
+    holding_run_folder,
     last_checkpoint,
     make_trainer,
     start_run_folder,
@@ -361,41 +362,44 @@ def run_pretrain(
     module = MPMModule(
         feature_set.name, config.model_dump(), n_tokens, tokenizer, datamodule.index.domains
     )
-    ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
-    started_from = None
-    if init is not None:
-        started_from = _initial_weights(module, init, feature_set, record)
-    t = config.trainer
-    callbacks = []
-    if config.probe.skim is not None:
-        callbacks.append(OnlineProbe(config.probe, feature_set.names))
-    trainer = make_trainer(t, out, config.optimizer.grad_clip, show_progress, callbacks=callbacks)
-    if trainer.is_global_zero:
-        start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
-    fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
-    # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
-    # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
-    # The full state (optimizer, schedule, loop position) is what an exact resume needs.
-    trainer.save_checkpoint(last_checkpoint(out), weights_only=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if trainer.is_global_zero:
-        save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training
-        save_backbone(
-            module.model.backbone,
-            out,
-            extra={
-                "mpm": record["mpm"],
-                "n_tokens": n_tokens,
-                "tokenizer": record["tokenizer"],
-                "init": started_from,
-                "parameters": count_parameters(module.model.backbone),
-                "steps": trainer.global_step,
-                "world_size": trainer.world_size,
-                "skim": {
-                    "path": str(data),
-                    "settings_hash": datamodule.manifest.raw["settings_hash"],
-                },
-                "metrics": metrics,
-            },
+    with holding_run_folder(out, "pre-training"):
+        ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
+        started_from = None
+        if init is not None:
+            started_from = _initial_weights(module, init, feature_set, record)
+        t = config.trainer
+        callbacks = []
+        if config.probe.skim is not None:
+            callbacks.append(OnlineProbe(config.probe, feature_set.names))
+        trainer = make_trainer(
+            t, out, config.optimizer.grad_clip, show_progress, callbacks=callbacks
         )
-    return {"steps": trainer.global_step, "rank": trainer.global_rank, **metrics}
+        if trainer.is_global_zero:
+            start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
+        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
+        # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
+        # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
+        # The full state (optimizer, schedule, loop position) is what an exact resume needs.
+        trainer.save_checkpoint(last_checkpoint(out), weights_only=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if trainer.is_global_zero:
+            save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training
+            save_backbone(
+                module.model.backbone,
+                out,
+                extra={
+                    "mpm": record["mpm"],
+                    "n_tokens": n_tokens,
+                    "tokenizer": record["tokenizer"],
+                    "init": started_from,
+                    "parameters": count_parameters(module.model.backbone),
+                    "steps": trainer.global_step,
+                    "world_size": trainer.world_size,
+                    "skim": {
+                        "path": str(data),
+                        "settings_hash": datamodule.manifest.raw["settings_hash"],
+                    },
+                    "metrics": metrics,
+                },
+            )
+        return {"steps": trainer.global_step, "rank": trainer.global_rank, **metrics}

@@ -5,7 +5,9 @@ Lightning warnings that say nothing about a run."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -13,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -22,7 +26,9 @@ from pydantic import BaseModel, Field
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import folder_is_empty, holding_folder
 from hepmpm.training.devices import resolve_precision, torch_threads
+from hepmpm.weights import read_torch_file
 
 
 class TrainerConfig(StrictModel):
@@ -54,6 +60,12 @@ def last_checkpoint(out: Path) -> Path:
 RUN_RECORD = "run.json"  #: what a run was made with: compared on ``--resume``
 
 
+def holding_run_folder(out: Path, what: str) -> contextlib.AbstractContextManager[Path]:
+    """Hold ``out`` for a training run (:func:`~hepmpm.folder_lock.holding_folder`); rank 0
+    only: the other processes of a distributed run write where rank 0 claimed."""
+    return holding_folder(out, what, enabled=rank_zero_only.rank == 0)
+
+
 def claim_run_folder(
     out: Path, what: str, record: dict[str, Any], compared: Sequence[str], resume: bool
 ) -> Path | None:
@@ -71,7 +83,7 @@ def claim_run_folder(
         return last_checkpoint(out) if resume and last_checkpoint(out).is_file() else None
     if out.exists() and not out.is_dir():
         raise HepmpmError(f"{out} is a file, not a folder; choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
+    if folder_is_empty(out):
         return None
     if not resume:
         raise HepmpmError(
@@ -93,7 +105,32 @@ def claim_run_folder(
                 f"cannot resume in {out}: it was run with {name} = {before!r}, "
                 f"this run has {name} = {now!r}"
             )
-    return last if last.is_file() else None
+    if not last.is_file():
+        return None
+    # Read here, before a trainer makes logs/version_N for a run that cannot start.
+    checkpoint = read_torch_file(last, "checkpoint")
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
+        raise HepmpmError(f"cannot resume {last}: not a Lightning checkpoint of a hepmpm run")
+    return last
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary sibling and renamed into place: a full disk or a kill
+    never leaves a truncated ``best.ckpt``/``last.ckpt``; a failed write is a one-line error
+    naming the file."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        buffer = io.BytesIO()  # serialised in memory: a failed write is then the OS's error
+        torch.save(checkpoint, buffer)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+        except OSError as err:
+            raise HepmpmError(f"cannot write the checkpoint {path}: {err.strerror}") from None
 
 
 def make_trainer(
@@ -122,6 +159,7 @@ def make_trainer(
         log_every_n_steps=log_every_steps or config.log_every_steps,
         enable_progress_bar=show_progress,
         enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
         logger=make_loggers(out),
         callbacks=[
             ModelCheckpoint(
@@ -129,6 +167,8 @@ def make_trainer(
                 filename="best",
                 monitor="val/loss",
                 save_last=True,
+                # One run per folder (held): best.ckpt and last.ckpt are always this run's.
+                enable_version_counter=False,
             ),
             LearningRateMonitor(logging_interval="step"),
             *(callbacks or []),
