@@ -18,6 +18,7 @@ from hepmpm.nanoaod import NANOAOD_COMPRESSION
 from hepmpm.quiet import quiet_lightning
 
 if TYPE_CHECKING:
+    from hepmpm.export.onnx_export import ExportReport
     from hepmpm.processors.jet_selection import JetSelection
 
 
@@ -321,11 +322,30 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from hepmpm.export import export_tagger, quantize_model
+    from hepmpm.export import export_tagger
 
     if args.data and not args.quantize:
         raise HepmpmError("--data is used by --quantize; give --quantize int8 or fp16")
+    if args.data:  # checked before anything is written
+        from hepmpm.data.manifest import load_manifest
+
+        load_manifest(args.data)
     report = export_tagger(args.finetune_dir, args.out, args.layout, args.opset, args.max_particles)
+    try:
+        _quantize_exported(report, args)
+    except BaseException:
+        # A failed --quantize leaves no float model beside it: the command did not complete.
+        quantized = [report.path.with_name(f"{report.path.stem}.{k}.onnx") for k in args.quantize]
+        for path in (report.path, report.preprocess_json, *quantized):
+            if path is not None:
+                Path(path).unlink(missing_ok=True)
+        raise
+    return 0
+
+
+def _quantize_exported(report: ExportReport, args: argparse.Namespace) -> None:
+    from hepmpm.export import quantize_model
+
     info = report.info
     print(
         f"wrote {report.path} ({report.layout} layout, opset {report.opset}, feature set "
@@ -343,7 +363,6 @@ def _run_export(args: argparse.Namespace) -> int:
                 f"({q.accuracy_change:+.4f})"
             )
         print(line)
-    return 0
 
 
 def _add_tag(commands: argparse._SubParsersAction) -> None:
