@@ -75,7 +75,8 @@ def _check_root_file(path: Path) -> None:
         raise
     except Exception as err:  # uproot raises many kinds for a damaged file
         raise HepmpmError(
-            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: {err})"
+            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else err!r})"
         ) from None
 
 

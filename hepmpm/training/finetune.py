@@ -80,6 +80,7 @@ from hepmpm.training.runs import (
     holding_run_folder,
     make_trainer,
     start_run_folder,
+    step_seed,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.training.statistics import particle_sample
@@ -269,10 +270,10 @@ class FinetuneModule(L.LightningModule):
             dataset = self.trainer.datamodule.val_set
             embed.set_input_statistics(particle_sample(embed.normalise, dataset, self.device))
 
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            datamodule.set_epoch(self.current_epoch)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout draws from torch's global generator, whose state no checkpoint keeps: seeded
+        # per step, a resumed run draws what the uninterrupted one drew.
+        torch.manual_seed(step_seed(self.config.trainer.seed, self.global_step, self.global_rank))
 
     def on_validation_epoch_start(self) -> None:
         self._val = {}

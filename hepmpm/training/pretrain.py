@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from pydantic import Field
 
@@ -54,9 +53,9 @@ from hepmpm.training.runs import (
     claim_run_folder,
     fit,
     holding_run_folder,
-    last_checkpoint,
     make_trainer,
     start_run_folder,
+    step_seed,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.training.statistics import particle_sample
@@ -81,8 +80,7 @@ class PretrainConfig(StrictModel):
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     """The random generator of training step ``step`` on ``rank`` (masks replay on resume)."""
-    state = np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+    return torch.Generator(device=device).manual_seed(step_seed(seed, step, rank))
 
 
 def labelled_domains(allowed: list[str] | None, domains: Sequence[str]) -> torch.Tensor | None:
@@ -376,11 +374,7 @@ def run_pretrain(
         )
         if trainer.is_global_zero:
             start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
-        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
-        # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
-        # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
-        # The full state (optimizer, schedule, loop position) is what an exact resume needs.
-        trainer.save_checkpoint(last_checkpoint(out), weights_only=False)
+        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)  # last.ckpt: at its end too
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.is_global_zero:
             save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -50,6 +51,13 @@ class TrainerConfig(StrictModel):
     cpu_threads: int | None = Field(
         None, ge=1, description="torch CPU threads during the run (None: torch's default)"
     )
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The random seed of training step ``step`` on ``rank``: what a step draws (masks, dropout)
+    then depends on the step alone, so a resumed run draws what the uninterrupted one drew."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]
+    return int(state) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def last_checkpoint(out: Path) -> Path:
@@ -133,6 +141,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise HepmpmError(f"cannot write the checkpoint {path}: {err.strerror}") from None
 
 
+class LastCheckpoint(L.Callback):
+    """``last.ckpt`` (the full state: what ``--resume`` continues from) at every validation and
+    when training ends. Lightning's own ``save_last`` writes it only when the best checkpoint
+    changes, so a run stopped after a worse validation resumed from an older step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run that stops between two validations resumes from where it stopped.
+        trainer.save_checkpoint(self.path)
+
+
 def make_trainer(
     config: TrainerConfig,
     out: Path,
@@ -166,11 +191,11 @@ def make_trainer(
                 dirpath=last_checkpoint(out).parent,
                 filename="best",
                 monitor="val/loss",
-                save_last=True,
                 # One run per folder (held): best.ckpt and last.ckpt are always this run's.
                 enable_version_counter=False,
             ),
             LearningRateMonitor(logging_interval="step"),
+            LastCheckpoint(last_checkpoint(out)),
             *(callbacks or []),
         ],
     )
