@@ -643,7 +643,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "study",
-        help="run a study: label-scan, new-classes, cwola, sim-to-real (tables, plots, summary)",
+        help="run a study: label-efficiency, cwola (tables, plots, summary)",
         description=(
             "Run one of the studies of what pre-training buys, every point with several seeds: "
             "results (CSV/JSON), mean ± std plots (PNG) and a summary (markdown + HTML) in --out. "

@@ -28,7 +28,7 @@ def claim_folder(
     settings: dict[str, Any],
     conflict: Callable[[dict[str, Any], dict[str, Any]], str | None] | None = None,
 ) -> bool:
-    """Claim the folder ``out`` for a job of ``kind`` (e.g. ``quickstart``, ``study sim-to-real``)
+    """Claim the folder ``out`` for a job of ``kind`` (e.g. ``quickstart``, ``study cwola``)
     made with ``settings``; True when it already holds that job (its work goes on there).
 
     A new or empty folder gets ``record_name`` (``{"kind", "settings_hash", "settings"}``); one

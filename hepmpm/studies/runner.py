@@ -30,11 +30,8 @@ class Study:
 
 #: Study names (the CLI's) → where they live; configs/studies/MODULE.yaml is the default config.
 STUDIES: dict[str, Study] = {
-    "label-scan": Study("label_scan", "LabelScanConfig"),
     "label-efficiency": Study("label_efficiency", "LabelEfficiencyConfig", report_only=True),
-    "new-classes": Study("new_classes", "NewClassesConfig"),
     "cwola": Study("cwola", "CwolaConfig"),
-    "sim-to-real": Study("sim_to_real", "SimToRealConfig"),
 }
 
 
@@ -46,7 +43,7 @@ def get_study(name: str) -> Study:
 
 
 def default_config(name: str) -> Path:
-    """The packaged config of study ``name`` (configs/studies/label_scan.yaml, ...)."""
+    """The packaged config of study ``name`` (configs/studies/label_efficiency.yaml, ...)."""
     return packaged_config_path("studies", f"{get_study(name).module}.yaml")
 
 
