@@ -23,6 +23,7 @@ from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
 from hepmpm.training.devices import resolve_precision, torch_threads
+from hepmpm.training.progress import progress_callbacks
 
 
 class TrainerConfig(StrictModel):
@@ -131,6 +132,7 @@ def make_trainer(
                 save_last=True,
             ),
             LearningRateMonitor(logging_interval="step"),
+            *progress_callbacks(show_progress),  # steps of max_steps, not epochs
             *(callbacks or []),
         ],
     )
