@@ -226,7 +226,9 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--init",
         metavar="pretrained:NAME|PRETRAIN_DIR",
-        help="continue pre-training from these weights (e.g. on your own data)",
+        help="continue pre-training these weights (e.g. on your own data) with their "
+        "architecture, input statistics and masked-particle recipe (the config's backbone and "
+        "mpm sections yield; --set may change the recipe, not the architecture)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
