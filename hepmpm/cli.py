@@ -32,6 +32,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def packaged_names(folder: str) -> list[str]:
+    """Names of the configs shipped in ``configs/FOLDER`` (``compact``, ``tiny``, ...), read
+    from the installed package so that help strings name what ships. (Not
+    :func:`hepmpm.config.packaged_configs`: importing pydantic would slow every ``--help``.)"""
+    from importlib import resources
+
+    folder_files = resources.files("hepmpm.configs").joinpath(folder).iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in folder_files if f.name.endswith(".yaml"))
+
+
+def _packaged(folder: str) -> str:
+    return ", ".join(packaged_names(folder))
+
+
 def _add_overrides(parser: argparse.ArgumentParser, what: str, example: str) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -83,8 +97,9 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--preset", default="sim", help="sim, data, or the path of a preset YAML (default: sim)"
-    )
+        "--preset", default="sim",
+        help=f"{_packaged('generate')}, or the path of a preset YAML (default: sim)",
+    )  # fmt: skip
     parser.add_argument(
         "--classes", default="all", help="comma-separated classes, e.g. QCD,Hbb, or 'all'"
     )
@@ -205,14 +220,16 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--config", required=True, help="YAML file, or a packaged name: tiny, small, base"
+        "--config", required=True, help=f"YAML file, or a packaged name: {_packaged('pretrain')}"
     )
     parser.add_argument("--data", type=Path, required=True, help="skim folder (hepmpm skim)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer folder (hepmpm tokenizer)")
     parser.add_argument(
         "--init",
         metavar="pretrained:NAME|PRETRAIN_DIR",
-        help="continue pre-training from these weights (e.g. on your own data)",
+        help="continue pre-training these weights (e.g. on your own data) with their "
+        "architecture, input statistics and masked-particle recipe (the config's backbone and "
+        "mpm sections yield; --set may change the recipe, not the architecture)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -265,7 +282,7 @@ def _add_tokenizer(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--config", default="vqvae",
-        help="packaged config (vqvae, kmeans, tiny, tiny_kmeans) or a YAML path (default: vqvae)",
+        help=f"packaged config ({_packaged('tokenizer')}) or a YAML path (default: vqvae)",
     )  # fmt: skip
     parser.add_argument("--data", type=Path, required=True, help="skim folder (manifest.json)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
@@ -520,7 +537,7 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--config", required=True, help="YAML file, or a packaged name: tiny, small, base"
+        "--config", required=True, help=f"YAML file, or a packaged name: {_packaged('finetune')}"
     )
     parser.add_argument("--data", type=Path, required=True, help="skim folder (hepmpm skim)")
     parser.add_argument(
@@ -607,13 +624,16 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "quickstart",
-        help="the whole chain on a sample it generates: skim, tokenizer, pre-train, fine-tune, "
-        "export, tag, report",
+        help="the whole chain on samples it generates: skim, pre-train, fine-tune, export, tag, "
+        "report",
         description=(
-            "Generate small sim and data samples, skim them with coffea, fit a VQ-VAE tokenizer "
-            "and pre-train MPM on data, fine-tune on sim, export to ONNX, tag both samples with "
-            "the TaggerProcessor and write a report (markdown + HTML). Re-running skips "
-            "completed steps; an interrupted run resumes."
+            "Generate small sim and data samples (Pythia 8 + detector), skim both with coffea, "
+            "continue pre-training the backbone shipped with hepmpm (the profile's pretrain.init) "
+            "on the unlabelled data sample, fine-tune it on N labelled sim jets for each N of "
+            "the profile and train the same tagger from scratch on the same jets, export the "
+            "fine-tuned tagger of the largest N to ONNX, tag both samples with the "
+            "TaggerProcessor and write a report (markdown + HTML) of what pre-training bought. "
+            "Re-running skips completed steps; an interrupted run resumes."
         ),
     )
     parser.add_argument(

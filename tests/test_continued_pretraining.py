@@ -63,12 +63,15 @@ def test_init_with_other_mpm_settings_loads_the_backbone_alone(skim_dir, source,
 
 
 def test_init_refuses_what_cannot_continue(skim_dir, source, tmp_path, capsys):
-    with pytest.raises(HepmpmError, match=r"has backbone\.dim=32 \(the config: 64\): set the"):
+    with pytest.raises(HepmpmError, match=r"--set backbone\.dim=64 conflicts with init .*, "
+                       r"which has backbone\.dim=32: a continued backbone keeps"):  # fmt: skip
         run_pretrain("tiny", skim_dir, tmp_path / "a", overrides=[*FAST, "backbone.dim=64"],
                      init=source)  # fmt: skip
-    with pytest.raises(HepmpmError, match=r"backbone\.standardise_inputs=False \(the config: True"):
+    with pytest.raises(HepmpmError, match=r"backbone\.standardise_inputs=true conflicts .* "
+                       r"has backbone\.standardise_inputs=False"):  # fmt: skip
         run_pretrain("tiny", skim_dir, tmp_path / "a", init=source,
                      overrides=[*FAST, "backbone.standardise_inputs=true"])  # fmt: skip
+    assert not (tmp_path / "a").exists()  # refused before anything is written
     with pytest.raises(HepmpmError, match="no shipped backbone 'nope'"):
         run_pretrain("tiny", skim_dir, tmp_path / "b", overrides=FAST, init="pretrained:nope")
     args = ["pretrain", "--config", "tiny", "--data", str(skim_dir), "--out", str(tmp_path / "c"),
@@ -140,3 +143,57 @@ def test_a_pre_training_made_outside_a_study_ships_with_its_card(skim_dir, tmp_p
     args[-1] = "preset=sim,classes=QCD,jets_per_class=5,seed=1"
     assert ship_backbone.main(args) == 2
     assert "lacks backbone.pt, backbone.json, mpm.pt" in capsys.readouterr().err
+
+
+SHIPPED = "pretrained:compact-sim4-stdin-mask60-gpu"  # what the README and the quickstart use
+
+
+@pytest.mark.skipif(SHIPPED.split(":")[1] not in shipped(), reason=f"{SHIPPED} does not ship")
+def test_continuing_takes_the_architecture_and_recipe_of_what_it_continues(
+    skim_dir, tmp_path, capsys
+):
+    """``hepmpm pretrain --config compact --init pretrained:...-stdin-mask60-gpu`` as the README
+    writes it: the compact config says standardise_inputs false and 40 % masking, the backbone
+    has its inputs standardised and was pre-trained at 60 %; the run continues the backbone
+    with its own settings and input statistics, heads included."""
+    import torch
+    import yaml
+
+    from hepmpm.models.store import load_backbone
+
+    out = tmp_path / "continued"
+    steps = ["trainer.max_steps=2", "trainer.val_every_steps=2", "trainer.val_batches=1",
+             "data.batch_size=16", "trainer.cpu_threads=1", "backbone.dropout=0.1"]  # fmt: skip
+
+    def pretrain(out, *overrides):
+        args = ["pretrain", "--config", "compact", "--init", SHIPPED, "--data", str(skim_dir),
+                "--out", str(out), "--no-progress"]  # fmt: skip
+        return main([*args, *(a for s in [*steps, *overrides] for a in ("--set", s))])
+
+    assert pretrain(out) == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    continued = load_backbone(resolve_backbone(SHIPPED))
+    architecture = continued.config.architecture()
+    assert {k: resolved["backbone"][k] for k in architecture} == architecture
+    assert resolved["backbone"]["standardise_inputs"] is True
+    assert resolved["backbone"]["dropout"] == 0.1  # the run's own: not the architecture
+    record = json.loads((resolve_backbone(SHIPPED) / "backbone.json").read_text())
+    assert resolved["mpm"] == record["mpm"] and resolved["mpm"]["mask_fraction"] == 0.6
+    assert resolved["optimizer"]["lr"] == 1.0e-3  # the rest is the config's
+    assert json.loads((out / "backbone.json").read_text())["init"]["weights"] == "mpm"
+    embed, shipped_embed = load_backbone(out).embed, continued.embed
+    torch.testing.assert_close(embed.input_mean, shipped_embed.input_mean, rtol=0, atol=0)
+    torch.testing.assert_close(embed.input_std, shipped_embed.input_std, rtol=0, atol=0)
+    # An explicit override of the recipe is honoured (the heads then start afresh).
+    other = tmp_path / "mask50"
+    assert pretrain(other, "mpm.mask_fraction=0.5") == 0
+    assert yaml.safe_load((other / "config.yaml").read_text())["mpm"]["mask_fraction"] == 0.5
+    assert json.loads((other / "backbone.json").read_text())["init"]["weights"] == "backbone"
+    capsys.readouterr()
+    # An explicit override of the architecture cannot continue: one line, exit 2, no folder.
+    refused = tmp_path / "refused"
+    assert pretrain(refused, "backbone.standardise_inputs=false") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hepmpm pretrain: error: --set " in err
+    assert "backbone.standardise_inputs=false conflicts with init " + SHIPPED in err
+    assert not refused.exists()

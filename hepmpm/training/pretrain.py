@@ -31,7 +31,7 @@ import torch
 from pydantic import Field
 
 from hepmpm import __version__
-from hepmpm.config import StrictModel, resolve_config
+from hepmpm.config import StrictModel, parse_config, resolve_config
 from hepmpm.data.index import UNKNOWN_LABEL
 from hepmpm.data.manifest import load_manifest
 from hepmpm.errors import HepmpmError
@@ -254,24 +254,67 @@ def _tokenizer_identity(tokenizer: torch.nn.Module | None) -> dict[str, Any] | N
     }
 
 
+def continued_config(
+    config: str | Path | PretrainConfig, init: str | Path, overrides: list[str] | None = None
+) -> PretrainConfig:
+    """The config of a run that continues the pre-training of ``init`` (``pretrained:NAME`` or
+    a pre-training folder): ``config`` with the architecture (``backbone``, all but dropout) and
+    the masked-particle recipe (``mpm``) of ``init``'s ``backbone.json``, as fine-tuning takes
+    its backbone's; then the explicit ``overrides``. The config itself is a fresh run's recipe
+    (``compact`` masks 40 % without standardised inputs): what is continued keeps its own.
+
+    An override may change the recipe (the heads then start afresh, the backbone continues) or
+    the dropout; one that asks for another architecture is an error naming it, since the weights
+    cannot take it. A record without ``mpm`` (a random-init control) keeps the config's."""
+    base = resolve_config(PretrainConfig, config, "pretrain")
+    folder = resolve_backbone(init)
+    source = read_backbone_record(folder)
+    theirs = parse_config(BackboneConfig, source["backbone"], str(folder / "backbone.json"))
+    inherited = base.model_dump()
+    inherited["backbone"] = {**theirs.architecture(), "dropout": base.backbone.dropout}
+    if source.get("mpm") is not None:
+        # Through the config model: a record written before an MPM option existed reads as
+        # that option's default.
+        inherited["mpm"] = parse_config(
+            MPMConfig, source["mpm"], str(folder / "backbone.json")
+        ).model_dump()
+    continued = resolve_config(
+        PretrainConfig, PretrainConfig.model_validate(inherited), "pretrain", overrides
+    )
+    _check_architecture(init, theirs.architecture(), continued.backbone, overrides or [])
+    return continued
+
+
+def _check_architecture(
+    init: str | Path, theirs: dict[str, Any], ours: BackboneConfig, overrides: list[str]
+) -> None:
+    """A one-line error when an override gave the continued backbone another architecture
+    than ``init``'s (``theirs``), naming the override and the value ``init`` has."""
+    ours_architecture = ours.architecture()
+    differ = [key for key in theirs if theirs[key] != ours_architecture.get(key)]
+    if not differ:
+        return
+    key = differ[0]
+    named = [o for o in overrides if o.partition("=")[0].strip() in ("backbone", f"backbone.{key}")]
+    asked = named[-1] if named else f"backbone.{key}={ours_architecture.get(key)}"
+    raise HepmpmError(
+        f"--set {asked} conflicts with init {init}, which has backbone.{key}={theirs[key]}: "
+        "a continued backbone keeps its architecture (drop the override, or pre-train "
+        "without --init)"
+    )
+
+
 def _initial_weights(
     module: MPMModule, init: str | Path, feature_set: FeatureSet, record: dict[str, Any]
 ) -> dict[str, Any]:
     """Load the weights of ``init`` (``pretrained:NAME`` or a pre-training folder) into
     ``module``: the whole masked-particle model when ``init`` has one of the same MPM settings
     and tokenizer (``mpm.pt``), else the backbone alone (the heads start afresh). Returns what
-    the run records about where it started from."""
+    the run records about where it started from. ``module``'s architecture is ``init``'s
+    (:func:`continued_config`)."""
     folder = resolve_backbone(init)
     source = read_backbone_record(folder)
     backbone = load_backbone(folder, feature_set)  # a feature set that differs is an error
-    theirs, ours = backbone.config.architecture(), module.config.backbone.architecture()
-    if theirs != ours:
-        differ = ", ".join(
-            f"backbone.{key}={theirs[key]} (the config: {ours[key]})"
-            for key in theirs
-            if theirs[key] != ours.get(key)
-        )
-        raise HepmpmError(f"init {init} has {differ}: set the same in the config")
     token_targets = [t for t in module.config.mpm.targets if t in TOKEN_TARGETS]
     if token_targets and source.get("tokenizer") != record["tokenizer"]:
         raise HepmpmError(
@@ -338,9 +381,14 @@ def run_pretrain(
     ``run_pretrain``, ``run_finetune``, ``run_tokenizer``).
 
     ``init``: continue pre-training from the weights of ``pretrained:NAME`` or a pre-training
-    folder (domain-adaptive pre-training on one's own data); the run records where it started.
-    On ``resume`` the checkpoint's weights are used, and ``init`` must be the one recorded."""
-    config = resolve_config(PretrainConfig, config, "pretrain", overrides)
+    folder (domain-adaptive pre-training on one's own data) with its architecture, input
+    statistics and masked-particle recipe (:func:`continued_config`); the run records where it
+    started. On ``resume`` the checkpoint's weights are used, and ``init`` must be the one
+    recorded."""
+    if init is None:
+        config = resolve_config(PretrainConfig, config, "pretrain", overrides)
+    else:
+        config = continued_config(config, init, overrides)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = JetDataModule(data, config.data, seed=config.trainer.seed)
     feature_set = datamodule.feature_set

@@ -29,6 +29,7 @@ from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
 from hepmpm.folder_lock import folder_is_empty, holding_folder
 from hepmpm.training.devices import resolve_precision, torch_threads
+from hepmpm.training.progress import progress_callbacks
 from hepmpm.weights import read_torch_file
 
 
@@ -196,6 +197,7 @@ def make_trainer(
             ),
             LearningRateMonitor(logging_interval="step"),
             LastCheckpoint(last_checkpoint(out)),
+            *progress_callbacks(show_progress),  # steps of max_steps, not epochs
             *(callbacks or []),
         ],
     )
