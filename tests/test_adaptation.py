@@ -5,6 +5,7 @@ tagger and its ONNX export, and a fine-tuning run with every lever on."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -71,7 +72,7 @@ def test_gradient_reversal_and_the_dann_ramp():
     assert math.isclose(dann_ramp(0.5), 2 / (1 + math.exp(-5)) - 1)
     assert 0.9999 < dann_ramp(1.0) < 1.0 and dann_ramp(2.0) == dann_ramp(1.0)
     ramp = [dann_ramp(p) for p in np.linspace(0, 1, 11)]
-    assert all(a < b for a, b in zip(ramp, ramp[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(ramp))
 
 
 def test_dctr_weights_make_sim_look_like_the_target():
@@ -100,7 +101,7 @@ def test_dctr_weights_make_sim_look_like_the_target():
     assert effective_sample_size(np.ones(7)) == 7.0
     assert math.isclose(effective_sample_size(np.array([1.0, 0.0, 0.0])), 1.0)
     # Separable sets score an AUC near 1, one set against itself about 0.5.
-    assert separability_auc(sim[:500], sim[:500] + 3.0) > 0.99
+    assert separability_auc(sim[:500], sim[:500] + 10.0) > 0.99
     assert 0.4 < separability_auc(sim[:1000], sim[1000:2000]) < 0.6
 
 
@@ -147,7 +148,9 @@ def test_auxiliary_mpm_uses_the_pretrainings_heads_on_the_taggers_backbone(domai
 def test_dann_hands_the_tagger_the_reversed_ramped_domain_gradient(domains):
     sim_skim, data_skim = domains
     torch.manual_seed(0)
-    tagger = JetTagger(PART17, BACKBONE_SIZES["tiny"], HeadConfig(layers=1, heads=4), 2)
+    tagger = JetTagger(
+        PART17, BACKBONE_SIZES["tiny"], HeadConfig(layers=1, heads=4, dropout=0.0), 2
+    )
     config = AdaptationConfig(target=str(data_skim), dann_weight=0.8)
     adaptation = Adaptation(config, tagger, None, None)
     batch, target = _batch(sim_skim, 16), _batch(data_skim, 16)
@@ -165,7 +168,8 @@ def test_dann_hands_the_tagger_the_reversed_ramped_domain_gradient(domains):
 
     plain, _ = gradient(None)
     adversarial, logs = gradient(target)
-    assert math.isclose(float(logs["train/dann_coefficient"]), 0.8 * dann_ramp(0.7))
+    coefficient = float(logs["train/dann_coefficient"])
+    assert math.isclose(coefficient, 0.8 * dann_ramp(0.7), rel_tol=1e-6)
     tagger.zero_grad()
     _, sim_embedding = tagger(batch.features, batch.mask)
     _, target_embedding = tagger(target.features, target.mask)
@@ -177,9 +181,9 @@ def test_dann_hands_the_tagger_the_reversed_ramped_domain_gradient(domains):
 
 
 def test_lever_options_are_checked_before_any_work(domains, tmp_path):
-    with pytest.raises(ConfigError, match="adaptation.target"):
+    with pytest.raises(ConfigError, match=r"adaptation\.target"):
         load_finetune_config("tiny", ["adaptation.dann_weight=1.0"])
-    with pytest.raises(ConfigError, match="unknown key 'adaptation.dan_weight'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'adaptation\.dan_weight'"):
         load_finetune_config("tiny", ["adaptation.dan_weight=1.0"])
     target = f"adaptation.target={domains[1]}"
     with pytest.raises(ConfigError, match="mode frozen"):
@@ -198,7 +202,6 @@ def test_finetuning_with_every_lever(domains, tmp_path):
     shipped sim backbone: the run records each lever, and the saved tagger (and its ONNX
     export) standardises its inputs with the data jets' statistics."""
     import onnxruntime as ort
-
     from hepmpm.export import export_tagger
 
     sim_skim, data_skim = domains
@@ -236,7 +239,8 @@ def test_finetuning_with_every_lever(domains, tmp_path):
     session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
     batch = _batch(data_skim, 16)
     probs, _ = session.run(
-        None, {"pf_features": batch.features.numpy(), "pf_mask": batch.mask.numpy()}
+        None,
+        {"pf_features": batch.features.numpy(), "pf_mask": batch.mask.numpy().astype(np.float32)},
     )
     with torch.no_grad():
         adapted_probs = tagger(batch.features, batch.mask)[0].softmax(-1).numpy()
