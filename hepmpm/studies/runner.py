@@ -34,6 +34,9 @@ STUDIES: dict[str, Study] = {
     "new-classes": Study("new_classes", "NewClassesConfig"),
     "cwola": Study("cwola", "CwolaConfig"),
     "sim-to-real": Study("sim_to_real", "SimToRealConfig"),
+    "sim-to-real-adaptation": Study(
+        "sim_to_real_adaptation", "SimToRealAdaptationConfig", report_only=True
+    ),
 }
 
 
