@@ -84,3 +84,19 @@ def test_scale_factors_of_a_known_shift():
         1 - values["sf_Tbqq_eff_mistag0p05"]
     )
     assert 0 < values["sf_err_Tbqq_eff_mistag0p05"] < 0.02
+
+
+def test_cwola_on_data_from_several_backbones(tmp_path):
+    """CWoLa on pseudo-data mixtures: pre-trained on the data jets themselves, from the shipped
+    sim backbone, and from scratch, each scored on the data's truth."""
+    out = tmp_path / "cwola"
+    run_study("cwola", out, "cwola_data", tiny=True, show_progress=False)
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    arms = {r["arm"] for r in rows}
+    assert arms == {"scratch", "pre-trained (finetune)", "sim"}
+    assert all(0 <= float(r["auc"]) <= 1 for r in rows)
+    truth = json.loads((out / "work" / "skims" / "truth" / "manifest.json").read_text())
+    assert {s["domain"] for s in truth["shards"]} == {"data"}
+    sim = json.loads((out / "work" / "runs" / "sim" / "n24" / "seed0" / "tagger.json").read_text())
+    assert sim["pretrained"].endswith("compact-sim4-stdin-mask60-gpu")
