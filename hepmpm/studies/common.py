@@ -140,7 +140,7 @@ FREE_KEYS = ("workers", "samples_dir", "reference", "reference_envelope", "ablat
 #: Lists that may grow between sittings (further seeds, label counts: new runs, none changed).
 GROWING_KEYS = ("seeds", "labels")
 #: Mappings that may gain entries (a further variant or test sample), each old one unchanged.
-GAINING_KEYS = ("variants", "test_samples")
+GAINING_KEYS = ("variants", "test_samples", "targets")
 
 
 def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> str | None:

@@ -32,6 +32,9 @@ class Study:
 STUDIES: dict[str, Study] = {
     "label-efficiency": Study("label_efficiency", "LabelEfficiencyConfig", report_only=True),
     "cwola": Study("cwola", "CwolaConfig"),
+    "sim-to-real-adaptation": Study(
+        "sim_to_real_adaptation", "SimToRealAdaptationConfig", report_only=True
+    ),
 }
 
 
