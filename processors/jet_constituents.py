@@ -64,6 +64,26 @@ def detect_naming(events: ak.Array, source: str) -> Naming:
     )
 
 
+#: FatJet fields :func:`read_jet_constituents` reads when the file has them (``truthLabel`` and
+#: ``nConstituents`` are optional), besides the :class:`JetKinematics` ones.
+OPTIONAL_JET_FIELDS = ("truthLabel", "nConstituents")
+
+
+def read_fields(events: ak.Array, naming: Naming) -> dict[str, list[str]]:
+    """The fields :func:`read_jet_constituents` reads from each collection of ``events`` (those
+    the file has): all it needs of a file, so that a lazy reader (coffea's dask mode) loads
+    these columns and no others."""
+    wanted = {
+        "FatJet": [*(f.name for f in fields(JetKinematics)), *OPTIONAL_JET_FIELDS],
+        naming.link: ["jetIdx", naming.candidate_index],
+        naming.candidates: list(CANDIDATE_BRANCHES.values()),
+    }
+    return {
+        collection: [name for name in names if name in events[collection].fields]
+        for collection, names in wanted.items()
+    }
+
+
 def _flat(array: ak.Array, dtype: type | None = None) -> np.ndarray:
     """The values of ``array`` as one numpy array, in the file's type unless ``dtype`` is given."""
     flat = ak.to_numpy(ak.flatten(array, axis=None))

@@ -194,6 +194,13 @@ def test_lever_options_are_checked_before_any_work(domains, tmp_path):
             overrides=[target, "adaptation.target_statistics=true"], show_progress=False,
         )  # fmt: skip
     assert not (tmp_path / "no").exists()
+    with pytest.raises(HepmpmError, match="manifest"):
+        run_finetune(
+            "tiny", domains[0], tmp_path / "nowhere", mode="scratch", labels=8,
+            overrides=[f"adaptation.target={tmp_path / 'absent'}", "adaptation.dctr=true"],
+            show_progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "nowhere").exists()
     assert not AdaptationConfig().enabled  # all off by default
 
 

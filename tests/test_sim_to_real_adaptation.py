@@ -84,6 +84,9 @@ def test_scale_factors_of_a_known_shift():
         1 - values["sf_Tbqq_eff_mistag0p05"]
     )
     assert 0 < values["sf_err_Tbqq_eff_mistag0p05"] < 0.02
+    # A working point the simulation cannot reach: NaN, not a stopped study.
+    unreachable = ScaleFactorConfig(signals=["Tbqq"], mistag=[1e-5])
+    assert all(math.isnan(v) for v in scale_factor_values(sim, data, names, unreachable).values())
 
 
 def test_cwola_on_data_from_several_backbones(tmp_path):

@@ -74,7 +74,7 @@ def scale_factor_values(
     position [N]) of simulated and pseudo-data jets. For every signal and mistag working point
     (threshold on simulation), the signal-efficiency SF (``eff``) and the background mistag SF
     (``mistag``) in one bin: ``sf_*`` (nominal), ``sf_err_*`` (half the up-down interval) and
-    ``abs_sf_m1_*`` = |SF - 1|."""
+    ``abs_sf_m1_*`` = |SF - 1|; NaN at a working point the simulation cannot reach."""
     b = class_names.index(config.background)
     values: dict[str, float] = {}
     for signal in config.signals:
@@ -83,7 +83,13 @@ def scale_factor_values(
         d_data = versus_background_score(data[0], s, b)
         for target in config.mistag:
             spec = WorkingPointSpec("mistag", target)
-            wp = find_threshold(spec, d_sim[sim[1] == s], d_sim[sim[1] == b])
+            try:
+                wp = find_threshold(spec, d_sim[sim[1] == s], d_sim[sim[1] == b])
+            except HepmpmError:  # too few or tied QCD scores: NaN, not a stopped study
+                for panel in ("eff", "mistag"):
+                    base = f"{signal}_{panel}_{spec.name}"
+                    values |= nan_values([f"sf_{base}", f"sf_err_{base}", f"abs_sf_m1_{base}"])
+                continue
             for panel, index in (("eff", s), ("mistag", b)):
                 rates = []
                 for d, truth in ((d_data, data[1]), (d_sim, sim[1])):

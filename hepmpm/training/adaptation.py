@@ -395,6 +395,15 @@ def embedding_domain_auc(
     return separability_auc(*embedded, seed)
 
 
+def check_target(config: AdaptationConfig, feature_names: tuple[str, ...]) -> None:
+    """An error, before any work, when the levers' target skim is missing, empty or of
+    another feature set than the labelled skim's ``feature_names``."""
+    if config.enabled:
+        for split in ("train", "val") if config.dann_weight else ("train",):
+            target_dataset(config.target, split, 1, shuffle=False, seed=0,
+                           feature_names=feature_names)  # fmt: skip
+
+
 def check_levers(config: AdaptationConfig, model: str, standardises_inputs: bool) -> None:
     """Errors, before any work, for levers the tagger cannot take."""
     if config.enabled and model != "hepmpm":

@@ -70,7 +70,7 @@ from hepmpm.models.store import (
 )
 from hepmpm.pretrained import resolve_backbone
 from hepmpm.records import read_record, settings_hash
-from hepmpm.training.adaptation import AdaptationConfig, check_levers
+from hepmpm.training.adaptation import AdaptationConfig, check_levers, check_target
 from hepmpm.training.adapted import (
     Adaptation,
     PreparedAdaptation,
@@ -715,6 +715,7 @@ def run_finetune(
         )
     if config.model == "hepmpm":  # the architecture is known now (a pre-trained one's)
         check_levers(config.adaptation, config.model, config.backbone.standardise_inputs)
+        check_target(config.adaptation, datamodule.index.feature_names)
     out = Path(out)
     class_names = [CLASS_NAMES[c] for c in chosen]
     record = {
