@@ -8,6 +8,7 @@ appears under its final name.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ def read_torch_file(path: Path, what: str = "weights") -> Any:
     unpickled), or a one-line error naming the file and what is wrong with it."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on a foreign file: the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's message advises weights_only=False: the wrong advice for a file nobody
         # should unpickle.

@@ -94,6 +94,9 @@ def claim_run_folder(
         raise HepmpmError(f"{out} is a file, not a folder; choose another --out")
     if folder_is_empty(out):
         return None
+    # Held by this run (holding_run_folder): temporary files are a killed run's half-writes.
+    for stale in out.rglob(".*.tmp"):
+        stale.unlink()
     if not resume:
         raise HepmpmError(
             f"{out} already holds a {what} run; add --resume to continue it, "
@@ -152,11 +155,11 @@ class LastCheckpoint(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run that stops between two validations resumes from where it stopped.
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def make_trainer(
