@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Modules every layer may use (errors, configs, the feature sets, atomic writes...).
 FOUNDATION = {
     "__init__", "atomic", "config", "errors", "features", "jetclass", "lazy", "nanoaod",
-    "quiet", "records", "weights",
+    "quiet", "records", "weights", "folder_lock",
 }  # fmt: skip
 #: What each package may import besides the foundation and itself.
 ALLOWED = {

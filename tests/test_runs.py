@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hepmpm.errors import HepmpmError
 from hepmpm.training.runs import RUN_RECORD, claim_run_folder, last_checkpoint
@@ -19,7 +20,8 @@ def _run_folder(tmp_path, record=RECORD, checkpoint=True):
     (out / RUN_RECORD).write_text(json.dumps(record))
     if checkpoint:
         last_checkpoint(out).parent.mkdir()
-        last_checkpoint(out).write_bytes(b"ckpt")
+        # The least that resuming reads before a trainer exists: a Lightning checkpoint's keys.
+        torch.save({"state_dict": {}, "loops": {}}, last_checkpoint(out))
     return out
 
 
