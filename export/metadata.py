@@ -151,7 +151,25 @@ def read_model_info(path: Path) -> ModelInfo:
         ) from None
     if not len(model.graph.node):
         raise HepmpmError(f"{path}: not a readable ONNX model (no graph)")
-    return parse_metadata({p.key: p.value for p in model.metadata_props}, path)
+    info = parse_metadata({p.key: p.value for p in model.metadata_props}, path)
+    _check_feature_input(model, info, path)
+    return info
+
+
+def _check_feature_input(model: onnx.ModelProto, info: ModelInfo, path: Path) -> None:
+    """The graph's ``pf_features`` holds as many features as the metadata names (its feature
+    axis: last in the hepmpm layout [N, P, F], second in the CMSSW one [N, F, P])."""
+    inputs = {i.name: i for i in model.graph.input}
+    if "pf_features" not in inputs:
+        raise HepmpmError(f"{path}: the graph has no input 'pf_features' ({', '.join(inputs)})")
+    dims = inputs["pf_features"].type.tensor_type.shape.dim
+    axis = -1 if info.layout == "hepmpm" else 1
+    found = dims[axis].dim_value if len(dims) == 3 and dims[axis].HasField("dim_value") else None
+    if found is not None and found != len(info.features):
+        raise HepmpmError(
+            f"{path}: its metadata names {len(info.features)} features (feature set "
+            f"{info.feature_set!r}) but the graph's pf_features takes {found}"
+        )
 
 
 def check_features(info: ModelInfo, source: Path | str, feature_set: FeatureSet | None) -> None:

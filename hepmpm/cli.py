@@ -18,6 +18,7 @@ from hepmpm.nanoaod import NANOAOD_COMPRESSION
 from hepmpm.quiet import quiet_lightning
 
 if TYPE_CHECKING:
+    from hepmpm.export.onnx_export import ExportReport
     from hepmpm.processors.jet_selection import JetSelection
 
 
@@ -338,11 +339,30 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from hepmpm.export import export_tagger, quantize_model
+    from hepmpm.export import export_tagger
 
     if args.data and not args.quantize:
         raise HepmpmError("--data is used by --quantize; give --quantize int8 or fp16")
+    if args.data:  # checked before anything is written
+        from hepmpm.data.manifest import load_manifest
+
+        load_manifest(args.data)
     report = export_tagger(args.finetune_dir, args.out, args.layout, args.opset, args.max_particles)
+    try:
+        _quantize_exported(report, args)
+    except BaseException:
+        # A failed --quantize leaves no float model beside it: the command did not complete.
+        quantized = [report.path.with_name(f"{report.path.stem}.{k}.onnx") for k in args.quantize]
+        for path in (report.path, report.preprocess_json, *quantized):
+            if path is not None:
+                Path(path).unlink(missing_ok=True)
+        raise
+    return 0
+
+
+def _quantize_exported(report: ExportReport, args: argparse.Namespace) -> None:
+    from hepmpm.export import quantize_model
+
     info = report.info
     print(
         f"wrote {report.path} ({report.layout} layout, opset {report.opset}, feature set "
@@ -360,7 +380,6 @@ def _run_export(args: argparse.Namespace) -> int:
                 f"({q.accuracy_change:+.4f})"
             )
         print(line)
-    return 0
 
 
 def _add_tag(commands: argparse._SubParsersAction) -> None:
@@ -644,7 +663,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "study",
-        help="run a study: label-scan, new-classes, cwola, sim-to-real (tables, plots, summary)",
+        help="run a study: label-efficiency, cwola (tables, plots, summary)",
         description=(
             "Run one of the studies of what pre-training buys, every point with several seeds: "
             "results (CSV/JSON), mean ± std plots (PNG) and a summary (markdown + HTML) in --out. "
@@ -705,6 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for an operating-system error: the path(s) and the cause."""
+    cause = err.strerror or str(err).strip().splitlines()[0] or type(err).__name__
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    return f"{' -> '.join(map(str, paths))}: {cause}" if paths else cause
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hepmpm`` console script; returns the exit code."""
     parser = build_parser()
@@ -717,6 +743,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except HepmpmError as err:
         print(f"hepmpm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # What the machine refused (a full disk, a read-only folder, a path that is a file):
+        # not the user's input and not a bug, so one line naming the path and the cause.
+        print(f"hepmpm {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Training commands continue only when asked (--resume); the others keep complete work.

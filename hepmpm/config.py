@@ -10,6 +10,7 @@ with respect to ``sim``. Command-line overrides ``a.b.c=value`` are applied last
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,15 +57,58 @@ def resolve_config_path(name_or_path: str | Path, folder: str) -> Path:
     return packaged
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``1e-3`` and ``3E4`` are numbers, as people
+    write them (YAML 1.1, PyYAML's default, needs a dot, ``1.0e-3``, and reads ``1e-3`` as a
+    string)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float | int:
+    """A YAML float; a whole number written without a dot (``2e4``) is an int, so that it
+    fills integer settings (``trainer.max_steps: 2e4``) as people write them."""
+    text = loader.construct_scalar(node)
+    value = loader.construct_yaml_float(node)
+    whole = "." not in text and "e" in text.lower() and value.is_integer()
+    return int(value) if whole else value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _number)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` parsed as YAML (numbers as YAML 1.2 reads them); a one-line
+    :class:`ConfigError` naming ``source``, the line and the column otherwise."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    data = parse_yaml(text, f"config file {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -133,7 +177,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {override!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(raw_value)
+        node[leaf] = parse_yaml(raw_value, f"override {override!r}")
     return data
 
 

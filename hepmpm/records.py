@@ -12,6 +12,7 @@ from typing import Any
 
 from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import folder_is_empty
 
 
 def settings_hash(settings: Any) -> str:
@@ -27,7 +28,7 @@ def claim_folder(
     settings: dict[str, Any],
     conflict: Callable[[dict[str, Any], dict[str, Any]], str | None] | None = None,
 ) -> bool:
-    """Claim the folder ``out`` for a job of ``kind`` (e.g. ``quickstart``, ``study sim-to-real``)
+    """Claim the folder ``out`` for a job of ``kind`` (e.g. ``quickstart``, ``study cwola``)
     made with ``settings``; True when it already holds that job (its work goes on there).
 
     A new or empty folder gets ``record_name`` (``{"kind", "settings_hash", "settings"}``); one
@@ -56,7 +57,7 @@ def claim_folder(
             )
         write_json_atomic(record, {"kind": kind, "settings_hash": digest, "settings": settings})
         return True
-    if out.exists() and any(out.iterdir()):
+    if not folder_is_empty(out):
         raise HepmpmError(f"{out} exists and is not a {kind} folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record, {"kind": kind, "settings_hash": digest, "settings": settings})

@@ -20,12 +20,14 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.data.manifest import MANIFEST_FORMAT, MANIFEST_NAME
 from hepmpm.errors import HepmpmError
 from hepmpm.features import IMPACT_PARAMETER_INPUTS, get_feature_set
+from hepmpm.folder_lock import holding_folder
 from hepmpm.processors.constituent_skim import ConstituentSkim
 from hepmpm.processors.jet_selection import JetSelection
 from hepmpm.processors.running import build_fileset, make_runner
 from hepmpm.records import settings_hash
 
 SHARDS_DIR = "shards"
+STAGING_PREFIX = ".staging-"  #: a run's work in progress inside OUT
 
 
 @dataclass(frozen=True)
@@ -149,12 +151,26 @@ def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str
     fileset = build_fileset(request.inputs, request.domain)
     settings = request.settings(fileset)
     out = Path(request.out)
-    existing = _existing_manifest(out, settings_hash(settings))
-    if existing is not None:
-        return existing, {}
+    with holding_folder(out, "skim"):
+        existing = _existing_manifest(out, settings_hash(settings))
+        if existing is not None:
+            return existing, {}
+        # Held, the folder is ours: a staging folder in it is a killed run's, never a live one's.
+        for stale in out.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _skim_into(out, request, settings, fileset, show_progress)
 
-    staging = out / f".staging-{settings_hash(settings)}"
-    shutil.rmtree(staging, ignore_errors=True)
+
+def _skim_into(
+    out: Path,
+    request: SkimRequest,
+    settings: dict[str, Any],
+    fileset: dict[str, Any],
+    show_progress: bool,
+) -> tuple[dict[str, Any], dict]:
+    """Run the skim into a staging folder of ``out`` and move its shards, then the manifest,
+    into place."""
+    staging = out / f"{STAGING_PREFIX}{settings_hash(settings)}"
     skim = ConstituentSkim(
         staging,
         feature_set=request.feature_set,
@@ -170,9 +186,11 @@ def run_skim(request: SkimRequest, show_progress: bool = True) -> tuple[dict[str
             counts = json.dumps(output["counts"])
             raise HepmpmError(f"no jet passed the selection; nothing written (counts: {counts})")
         manifest = _build_manifest(request, settings, output)
+        # Everything is written in staging first; then two renames, which need no space.
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
         _remove_stale_shards(out / SHARDS_DIR)
         (staging / SHARDS_DIR).replace(out / SHARDS_DIR)
-        write_json_atomic(out / MANIFEST_NAME, manifest)
+        (staging / MANIFEST_NAME).replace(out / MANIFEST_NAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest, output["hists"]

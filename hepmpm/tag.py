@@ -8,15 +8,15 @@ Writes into ``OUT``:
 - ``summary.json`` (last): the model's metadata and the SHA-256 of its file, counts per
   dataset, the chunks, missing inputs.
 
-The scores are written to a staging folder and moved into place only when every chunk
-succeeded; a failed run leaves no ``summary.json`` and no ``scores`` folder.
+Everything is written to a staging folder and moved into place only when every chunk succeeded,
+``summary.json`` last: a failed or killed run leaves no ``summary.json``, and the next run into
+the folder removes what it left.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +27,13 @@ import uhi.io.json
 
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import holding_folder
 from hepmpm.processors.jet_selection import JetSelection
 from hepmpm.processors.running import build_fileset, make_runner
 from hepmpm.processors.tagger import SCORES_SUBDIR, TaggerProcessor
 
 SUMMARY_NAME, HISTS_NAME = "summary.json", "hists.json"
+STAGING_NAME = ".staging"  #: the run in progress, inside OUT/
 
 
 @dataclass(frozen=True)
@@ -66,34 +68,51 @@ def read_hists(path: Path) -> dict[str, Any]:
 
 
 def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, Any], dict]:
-    """Tag ``request.inputs``; returns (summary, histograms) and writes them to ``request.out``."""
+    """Tag ``request.inputs``; returns (summary, histograms) and writes them to ``request.out``.
+
+    Everything is written into ``OUT/.staging`` and moved into place at the end, the summary
+    last; the folder is held for the run (:func:`~hepmpm.folder_lock.holding_folder`), so what
+    a killed or failed run left there is removed by the next one."""
     out = Path(request.out)
-    if (out / SUMMARY_NAME).exists() or (out / SCORES_SUBDIR).exists():
-        raise HepmpmError(f"{out} already holds a tagging run; choose another --out")
+    with holding_folder(out, "tagging"):
+        if (out / SUMMARY_NAME).exists():
+            raise HepmpmError(f"{out} already holds a tagging run; choose another --out")
+        for leftover in (out / STAGING_NAME, out / SCORES_SUBDIR, out / HISTS_NAME):
+            _remove(leftover)  # of a run that did not complete (no summary)
+        staging = out / STAGING_NAME
+        staging.mkdir()
+        try:
+            summary, hists = _tag_into(staging, request, show_progress)
+            for name in (SCORES_SUBDIR, HISTS_NAME, SUMMARY_NAME):  # the summary last
+                if (staging / name).exists():
+                    (staging / name).replace(out / name)
+        finally:
+            _remove(staging)
+    return summary, hists
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _tag_into(
+    staging: Path, request: TagRequest, show_progress: bool
+) -> tuple[dict[str, Any], dict]:
+    """Tag into ``staging``: ``scores/``, ``hists.json`` and ``summary.json``."""
     fileset = build_fileset(request.inputs)
-    staging = out / f".staging-{os.getpid()}"
     tagger = TaggerProcessor(
         request.model,
         selection=request.selection,
         scores_dir=staging if request.write_scores else None,
         threads=request.threads,
     )
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with make_runner(
-            request.executor, request.workers, request.chunksize, request.scheduler, show_progress
-        ) as runner:
-            output = runner(fileset, processor_instance=tagger)
-        if (staging / SCORES_SUBDIR).exists():
-            (staging / SCORES_SUBDIR).replace(out / SCORES_SUBDIR)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # before checking that out is empty
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no trace of itself
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with make_runner(
+        request.executor, request.workers, request.chunksize, request.scheduler, show_progress
+    ) as runner:
+        output = runner(fileset, processor_instance=tagger)
     info = tagger.tagger.info
     summary = {
         "model": str(Path(request.model).resolve()),
@@ -111,6 +130,6 @@ def run_tag(request: TagRequest, show_progress: bool = True) -> tuple[dict[str, 
         "missing_inputs": {f: sorted(names) for f, names in output["missing_inputs"].items()},
         **request.extra,
     }
-    write_hists(out / HISTS_NAME, output["hists"])
-    write_json_atomic(out / SUMMARY_NAME, summary)
+    write_hists(staging / HISTS_NAME, output["hists"])
+    write_json_atomic(staging / SUMMARY_NAME, summary)
     return summary, output["hists"]

@@ -7,13 +7,36 @@ appears under its final name.
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from hepmpm.atomic import atomic_path
 from hepmpm.errors import HepmpmError
+
+
+def read_torch_file(path: Path, what: str = "weights") -> Any:
+    """The content of the torch file ``path`` (tensors and plain containers only: never
+    unpickled), or a one-line error naming the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch's remarks on a foreign file: the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False: the wrong advice for a file nobody
+        # should unpickle.
+        raise HepmpmError(
+            f"{path}: cannot read the {what}: it holds Python objects other than tensors, "
+            "which hepmpm never unpickles (was it written by hepmpm?)"
+        ) from None
+    except Exception as err:  # a truncated, empty or foreign file: say which one
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        raise HepmpmError(f"{path}: cannot read the {what} ({reason})") from None
 
 
 def save_weights(module: nn.Module, path: Path) -> None:
@@ -31,10 +54,7 @@ def load_weights(module: nn.Module, path: Path, described_by: Path | str) -> nn.
     path = Path(path)
     if not path.is_file():
         raise HepmpmError(f"weights file {path} (named in {described_by}) is missing")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise HepmpmError(f"{path}: cannot read the weights ({err})") from None
+    state = read_torch_file(path)
     try:
         module.load_state_dict(state)
     except RuntimeError as err:

@@ -16,6 +16,7 @@ import importlib.util
 import io
 import json
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -78,7 +79,8 @@ def _check_root_file(path: Path) -> None:
         raise
     except Exception as err:  # uproot raises many kinds for a damaged file
         raise HepmpmError(
-            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: {err})"
+            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else err!r})"
         ) from None
 
 
@@ -210,21 +212,33 @@ def _read_fileset_json(path: Path) -> dict[str, Any]:
 
 
 def _find_user_error(err: BaseException) -> HepmpmError | None:
-    """The :class:`HepmpmError` behind an exception coffea wrapped (chained, or by message).
+    """The :class:`HepmpmError` behind an exception coffea wrapped (chained, or by message),
+    or one made of an ``OSError`` behind it (a full disk, a read-only folder).
 
-    Runs re-raise it as it is, so a bad input file gives its one clear line, not a traceback.
+    Runs re-raise it as it is, so a bad input file or a refused write gives one clear line,
+    not a traceback.
     """
-    seen = set()
+    seen, system, reported = set(), None, None
     while err is not None and id(err) not in seen:
         if isinstance(err, HepmpmError):
             return err
+        if isinstance(err, OSError) and system is None:
+            system = err
         seen.add(id(err))
         # Process-pool executors re-raise a copy without __cause__; the message keeps our repr.
         text = str(err)
         if "HepmpmError(" in text:
             inner = text.split("HepmpmError(", 1)[1].rsplit(")", 1)[0].strip("'\"")
             return HepmpmError(inner.replace("\\'", "'"))
+        found = re.search(r"The error was: OSError\((?:\d+, )?'(.*?)'", text)
+        reported = reported or (found and found.group(1))
         err = err.__cause__ or err.__context__
+    if system is not None:
+        where = f"{system.filename}: " if system.filename else ""
+        reported = system.strerror or str(system).strip().splitlines()[0]
+        return HepmpmError(f"{where}the run could not write its output ({reported})")
+    if reported:
+        return HepmpmError(f"the run could not write its output ({reported})")
     return None
 
 

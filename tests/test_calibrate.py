@@ -31,15 +31,18 @@ QCD, TOP = CLASS_NAMES.index("QCD"), CLASS_NAMES.index("Tbqq")
 PT_EDGES, ETA_EDGES = [500.0, 600.0, 700.0, 1000.0], [0.0, 1.0, 2.4]
 
 
-def write_tag_folder(out: Path, labels, pt, eta, probs, sha: str = "a" * 64) -> Path:
-    """A folder shaped like `hepmpm tag --out`: summary.json + one scores parquet file."""
+def write_tag_folder(
+    out: Path, labels, pt, eta, probs, sha: str = "a" * 64, classes=CLASS_NAMES
+) -> Path:
+    """A folder shaped like `hepmpm tag --out`: summary.json + one scores parquet file, the
+    model's outputs ``classes`` (the columns of ``probs``)."""
     (out / "scores" / "ds").mkdir(parents=True)
     columns = {"label": np.asarray(labels, np.int32), "jet_pt": np.asarray(pt, np.float32),
                "jet_eta": np.asarray(eta, np.float32)}  # fmt: skip
-    columns |= {f"score_{c}": probs[:, i].astype(np.float32) for i, c in enumerate(CLASS_NAMES)}
+    columns |= {f"score_{c}": probs[:, i].astype(np.float32) for i, c in enumerate(classes)}
     pq.write_table(pa.table(columns), out / "scores" / "ds" / "part.parquet")
     summary = {"model": "/m.onnx", "model_sha256": sha, "config_hash": "c",
-               "class_names": list(CLASS_NAMES)}  # fmt: skip
+               "class_names": list(classes)}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary))
     return out
 
@@ -372,3 +375,47 @@ def test_control_region_errors_are_one_line(synthetic_pair, qcd_data, tmp_path, 
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tagger_of_some_classes_is_calibrated_on_its_classes_jets(tmp_path):
+    """A QCD/Wqq tagger (outputs 0, 1) on samples that also hold Hbb (truth label 1): --signal
+    Wqq selects the Wqq jets (truth label 7) by truth, not the jets whose label is the output
+    position of Wqq; the efficiencies are those counted by hand on the Wqq jets."""
+    hbb, wqq = CLASS_NAMES.index("Hbb"), CLASS_NAMES.index("Wqq")
+    rng = np.random.default_rng(3)
+    folders, expected = {}, {}
+    for name, n, shift in (("sim", 3000, 0.0), ("data", 2000, -0.5)):
+        labels = rng.choice([QCD, hbb, wqq], n)
+        # Wqq jets score high, Hbb jets low: measuring the wrong ones moves every number.
+        logit = rng.normal(0, 1, n) + np.select([labels == wqq, labels == hbb], [2 + shift, -2], 0)
+        probs = np.stack([1 / (1 + np.exp(logit)), 1 / (1 + np.exp(-logit))], 1)
+        pt, eta = rng.uniform(500, 1000, n), rng.uniform(-2, 2, n)
+        folders[name] = write_tag_folder(
+            tmp_path / name, labels, pt, eta, probs, classes=("QCD", "Wqq")
+        )
+        expected[name] = (probs[:, 1], labels)
+    summary = run_calibration(
+        CalibrationRequest(
+            sim=folders["sim"], data=folders["data"], signal="Wqq", background="QCD",
+            working_points=parse_working_points(["eff=0.5"]), out=tmp_path / "calib",
+            pt_edges=[500, 1000], eta_edges=[0, 2.4], plots=False,
+        )
+    )  # fmt: skip
+    (wp,) = summary["working_points"]
+    for panel, label in (("signal", wqq), ("mistag", QCD)):
+        (row,) = wp["corrections"][panel]["bins"]
+        for name, (score, labels) in expected.items():
+            passed = score[labels == label] >= wp["threshold"]
+            assert row[f"{name}_total"] == (labels == label).sum()
+            assert row[f"{name}_passed"] == passed.sum()
+    (sim_row,) = wp["corrections"]["signal"]["bins"]
+    assert sim_row["sim_efficiency"] == pytest.approx(0.5, abs=0.01)  # the eff=0.5 point
+
+
+def test_a_class_outside_jetclass_is_one_line(synthetic_pair, tmp_path, capsys):
+    sim, data = synthetic_pair
+    summary = json.loads((sim / "summary.json").read_text())
+    assert main(["calibrate", "--sim", str(sim), "--data", str(data), "--signal", "Zprime",
+                 "--working-points", "eff=0.5", "--out", str(tmp_path / "c")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "Zprime" in err and len(err.splitlines()) == 1 and summary["class_names"]

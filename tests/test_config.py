@@ -61,3 +61,28 @@ def test_a_users_config_inherits_a_packaged_one(tmp_path):
     ambiguous.write_text("inherit: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="neither beside it"):
         load_yaml_with_inheritance(ambiguous)
+
+
+def test_numbers_as_people_write_them(tmp_path):
+    """``1e-3`` is a number in a YAML file and in ``--set`` (YAML 1.1 would read a string)."""
+    from hepmpm.training.finetune import load_finetune_config
+
+    assert apply_overrides({}, ["a=1e-3", "b=3E4", "c=-2.5e+1", "d=1e3x", "e=.inf"]) == {
+        "a": 0.001, "b": 30000.0, "c": -25.0, "d": "1e3x", "e": float("inf"),
+    }  # fmt: skip
+    assert load_finetune_config("tiny", ["optimizer.lr=1e-3"]).optimizer.lr == 0.001
+    user = tmp_path / "lr.yaml"
+    user.write_text(
+        "inherit: finetune/tiny.yaml\noptimizer:\n  lr: 1e-3\ntrainer:\n  max_steps: 2e1\n"
+    )
+    config = load_finetune_config(str(user))
+    assert config.optimizer.lr == 0.001 and config.trainer.max_steps == 20
+
+
+def test_yaml_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\nb: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_yaml_with_inheritance(bad)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and str(bad) in message and "line 2" in message

@@ -64,8 +64,8 @@ def test_every_packaged_folder_is_covered():
 
 
 def test_a_mistyped_stage_override_fails_before_anything_runs():
-    config_class, _ = STUDIES["label-scan"].load()
-    path = ROOT / "studies" / "label_scan.yaml"
+    config_class, _ = STUDIES["label-efficiency"].load()
+    path = ROOT / "studies" / "label_efficiency.yaml"
     with pytest.raises(ConfigError, match=r"finetune: .*unknown key 'trainer\.max_stesp'"):
         load_study_config(config_class, path, ["finetune.overrides=[trainer.max_stesp=3]"])
     with pytest.raises(ConfigError, match=r"pretrain: .*'optimiser' was renamed: use 'optimizer'"):

@@ -40,7 +40,7 @@ def studies(tmp_path_factory) -> dict[str, Path]:
     outs = {}
     for name in STUDIES:
         outs[name] = root / name
-        if name == "label-scan":  # one through the command line
+        if name == "cwola":  # one through the command line
             args = ["study", name, "--tiny", "--out", str(outs[name]), "--no-progress"]
             assert main([*args, "--set", share[0]]) == 0
         else:
@@ -82,40 +82,6 @@ def _in(rows: list[dict], key: str, low: float, high: float) -> None:
     assert all(low <= v <= high for v in values), (key, values)
 
 
-def test_label_scan(studies):
-    out = studies["label-scan"]
-    rows = _check_outputs(out, 2, 3, ["accuracy_vs_labels.png", "mean_rejection_50_vs_labels.png"])
-    assert {r["arm"] for r in rows} == {"scratch", "frozen", "finetune"}
-    assert {r["labels"] for r in rows} == {"12", "36"}
-    _in(rows, "accuracy", 0, 1)
-    _in(rows, "macro_auc", 0, 1)
-    _in(rows, "mean_rejection_50", 1, math.inf)
-    # Mean ± std in the aggregated table are those of the per-seed rows.
-    aggregated = json.loads((out / "aggregated.json").read_text())
-    first = aggregated[0]
-    seeds = [float(r["accuracy"]) for r in rows if r["arm"] == first["arm"]
-             and int(r["labels"]) == first["labels"]]  # fmt: skip
-    assert first["accuracy_mean"] == pytest.approx(np.mean(seeds))
-    assert first["accuracy_std"] == pytest.approx(np.std(seeds, ddof=1))
-    # The pre-training ran once, on the unlabelled sample, and every run kept its tagger.
-    assert (out / "work" / "pretrain" / "sim" / "backbone.json").is_file()
-    assert len(list((out / "work" / "runs").glob("*/n*/seed*/tagger.pt"))) == len(rows)
-
-
-def test_new_classes(studies):
-    out = studies["new-classes"]
-    rows = _check_outputs(out, 1, 2, ["accuracy_vs_labels.png", "mean_rejection_50_vs_labels.png"])
-    _in(rows, "accuracy", 0, 1)
-    # Pre-training saw only its classes' jets; the tagger only the held-out ones (and QCD).
-    skims = out / "work" / "skims"
-    pre = set(np.unique(JetIndex.from_skim(skims / "pretrain-classes").labels).tolist())
-    fine = set(np.unique(JetIndex.from_skim(skims / "finetune-classes").labels).tolist())
-    assert pre == {CLASS_INDEX["QCD"], CLASS_INDEX["Hbb"]}
-    assert fine == {CLASS_INDEX[c] for c in ("QCD", "Wqq", "Tbqq")}
-    record = json.loads((out / "work/runs/finetune/n36/seed0/tagger.json").read_text())
-    assert record["class_names"] == ["QCD", "Wqq", "Tbqq"]
-
-
 def test_cwola(studies):
     out = studies["cwola"]
     plots = [
@@ -132,29 +98,9 @@ def test_cwola(studies):
     manifest = json.loads((out / "work/skims/mixture-n24-seed0/manifest.json").read_text())
     assert manifest["derived"]["n_signal_train"] == 24
     assert set(np.unique(index.labels).tolist()) == {0, CLASS_INDEX["Tbqq"]}
-    # Its top-only request into the shared sample kept the other studies' classes listed.
+    # A later request into the shared sample (the new-classes corpus: QCD, Hbb) kept its tops.
     record = json.loads((out.parent / "samples/sim-j60-s1/generation.json").read_text())
-    assert {f["class"] for f in record["files"].values()} == {"QCD", "Hbb", "Wqq", "Tbqq"}
-
-
-def test_sim_to_real(studies):
-    out = studies["sim-to-real"]
-    plots = [
-        "accuracy_sim_vs_data.png", "mean_rejection_50_sim_vs_data.png",
-        "features_sim_vs_data.png", "roc_sim_vs_data.png",
-    ]  # fmt: skip
-    rows = _check_outputs(out, 1, 3, plots)
-    assert {r["arm"] for r in rows} == {"pre-train on data", "pre-train on sim", "scratch"}
-    _in(rows, "sim_accuracy", 0, 1)
-    _in(rows, "data_accuracy", 0, 1)
-    for r in rows:
-        drop = float(r["sim_accuracy"]) - float(r["data_accuracy"])
-        assert float(r["accuracy_drop"]) == pytest.approx(drop)
-    # Two backbones, each pre-trained on its own domain's skim.
-    for domain in ("sim", "data"):
-        assert (out / "work" / "pretrain" / domain / "backbone.json").is_file()
-        skim = json.loads((out / "work" / "skims" / domain / "manifest.json").read_text())
-        assert {s["domain"] for s in skim["shards"]} == {domain}
+    assert {f["class"] for f in record["files"].values()} == {"QCD", "Hbb", "Tbqq"}
 
 
 def test_label_efficiency(studies):
@@ -360,29 +306,29 @@ def test_labels_to_match_interpolates_in_log_labels():
 
 
 def test_rerun_is_cached_and_other_config_refused(studies, capsys):
-    out = studies["new-classes"]
+    out = studies["cwola"]
     before = (out / "results.csv").read_text()
     share = f"samples_dir={out.parent / 'samples'}"
     lines = []
-    run_study("new-classes", out, overrides=[share], tiny=True, echo=lines.append,
+    run_study("cwola", out, overrides=[share], tiny=True, echo=lines.append,
               show_progress=False)  # fmt: skip
     assert (out / "results.csv").read_text() == before
     with pytest.raises(HepmpmError, match="made with other settings"):
-        run_study("new-classes", out, overrides=[share, "seeds=[5, 6, 7]"], tiny=True)
-    args = ["study", "new-classes", "--tiny", "--out", str(out), "--set", "seeds=[5, 6, 7]"]
+        run_study("cwola", out, overrides=[share, "seeds=[5, 6, 7]"], tiny=True)
+    args = ["study", "cwola", "--tiny", "--out", str(out), "--set", "seeds=[5, 6, 7]"]
     assert main(args) == 2
     assert "choose another --out" in capsys.readouterr().err
 
 
 def test_bad_input(tmp_path, capsys):
-    with pytest.raises(HepmpmError, match=r"unknown study 'label_scan'.*label-scan"):
-        run_study("label_scan", tmp_path / "x")
+    with pytest.raises(HepmpmError, match=r"unknown study 'label_efficiency'.*label-efficiency"):
+        run_study("label_efficiency", tmp_path / "x")
     assert main(["study", "no-such", "--out", str(tmp_path / "y")]) == 2
     assert "unknown study 'no-such'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown key 'label'"):
-        run_study("label-scan", tmp_path / "z", overrides=["label=[10]"], tiny=True)
-    with pytest.raises(ConfigError, match=r"unknown key 'sample\.jets'"):
-        run_study("label-scan", tmp_path / "z", overrides=["sample.jets=3"])
+        run_study("cwola", tmp_path / "z", overrides=["label=[10]"], tiny=True)
+    with pytest.raises(ConfigError, match=r"unknown key 'corpus\.jets'"):
+        run_study("label-efficiency", tmp_path / "z", overrides=["corpus.jets=3"])
     with pytest.raises(ConfigError, match="signal"):
         run_study("cwola", tmp_path / "z", overrides=["signal=QCD"], tiny=True)
     bad = tmp_path / "bad.yaml"
@@ -482,7 +428,7 @@ def test_report_only_trains_nothing(studies, tmp_path):
     assert any(line.startswith("not run yet (6)") for line in lines), lines
     assert not (fresh / "work").exists() and not no_samples.exists()
     with pytest.raises(HepmpmError, match="no report-only mode"):
-        run_study("label-scan", tmp_path / "x", tiny=True, report_only=True)
+        run_study("cwola", tmp_path / "x", tiny=True, report_only=True)
 
 
 def test_probe_scan_compares_every_backbone_with_the_random_one(studies, tmp_path, capsys):

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import versus_background_score
+from hepmpm.jetclass import CLASS_INDEX
 
 SUMMARY_NAME, SCORES_SUBDIR = "summary.json", "scores"
 
@@ -65,6 +66,12 @@ class TaggedJets:
             )
         return self.class_names.index(name)
 
+    def is_class(self, name: str, role: str) -> np.ndarray:
+        """The jets [N] (bool) whose truth is class ``name``. The truth ``label`` is the JetClass
+        index (``FatJet_truthLabel``), not the position of ``name`` among the model's outputs:
+        a QCD/Wqq tagger's output 1 is Wqq, truth label 1 is Hbb."""
+        return self.label == truth_label(name, role)
+
     def discriminant(self, signal: str, background: str) -> np.ndarray:
         """``p_s / (p_s + p_B)`` per jet [N] (the metrics' one-vs-background score)."""
         return versus_background_score(
@@ -72,6 +79,16 @@ class TaggedJets:
             self.class_index(signal, "--signal"),
             self.class_index(background, "--background"),
         )
+
+
+def truth_label(name: str, role: str) -> int:
+    """The JetClass truth label of class ``name`` (a clear error if it is not a JetClass name)."""
+    if name not in CLASS_INDEX:
+        raise HepmpmError(
+            f"{role} {name!r} is not a JetClass class ({', '.join(CLASS_INDEX)}): its jets cannot "
+            "be found by truth label"
+        )
+    return CLASS_INDEX[name]
 
 
 def model_identity(summary: dict[str, Any]) -> str:

@@ -34,7 +34,13 @@ import numpy as np
 from hepmpm.atomic import write_json_atomic
 from hepmpm.calibration.correction_json import build_correction, write_correction_set
 from hepmpm.calibration.efficiency import BinnedEfficiency, bin_index, binned_efficiency
-from hepmpm.calibration.inputs import TaggedJets, check_same_model, model_identity, read_tagged
+from hepmpm.calibration.inputs import (
+    TaggedJets,
+    check_same_model,
+    model_identity,
+    read_tagged,
+    truth_label,
+)
 from hepmpm.calibration.plots import efficiency_plot, scale_factor_plot
 from hepmpm.calibration.scale_factors import ScaleFactors, scale_factors
 from hepmpm.calibration.working_points import WorkingPoint, WorkingPointSpec, find_threshold
@@ -108,12 +114,13 @@ def _bins(
     return rows
 
 
-def _truth(jets: TaggedJets, index: int, role: str, name: str, sample: str) -> np.ndarray:
-    chosen = jets.label == index
+def _truth(jets: TaggedJets, name: str, role: str, sample: str) -> np.ndarray:
+    chosen = jets.is_class(name, role)
     if not chosen.any():
         raise HepmpmError(
-            f"{jets.folder}: no {name} jets (truth label {index}, {role}) in the {sample} "
-            "tagging output; the calibration needs truth-labelled jets of both classes"
+            f"{jets.folder}: no {name} jets (truth label {truth_label(name, role)}, {role}) in "
+            f"the {sample} tagging output; the calibration needs truth-labelled jets of both "
+            "classes"
         )
     return chosen
 
@@ -151,8 +158,10 @@ def run_calibration(request: CalibrationRequest) -> dict[str, Any]:
         raise HepmpmError(f"--signal and --background are both {request.signal}")
     sim, data = read_tagged(request.sim), read_tagged(request.data)
     check_same_model(sim, data)
-    s_index = sim.class_index(request.signal, "--signal")
-    b_index = sim.class_index(request.background, "--background")
+    # Both must be outputs of the model (the discriminant) and JetClass classes (the truth).
+    for name, role in ((request.signal, "--signal"), (request.background, "--background")):
+        sim.class_index(name, role)
+        truth_label(name, role)
     has_truth = bool((data.label >= 0).any())
     if not has_truth and request.control_region is None:
         raise HepmpmError(
@@ -163,14 +172,16 @@ def run_calibration(request: CalibrationRequest) -> dict[str, Any]:
     samples = {"sim": sim, "data": data}
     d_value = {k: j.discriminant(request.signal, request.background) for k, j in samples.items()}
     truth = {
-        (k, panel): _truth(j, index, role, name, k)
+        (k, panel): _truth(j, name, role, k)
         for k, j in samples.items()
-        for panel, index, role, name in (
-            ("signal", s_index, "--signal", request.signal),
-            ("mistag", b_index, "--background", request.background),
+        for panel, role, name in (
+            ("signal", "--signal", request.signal),
+            ("mistag", "--background", request.background),
         )
         if k == "sim" or has_truth
     }
+    # The simulated background by truth, before a control region narrows the mistag panel.
+    sim_background = truth["sim", "mistag"]
     region = {}
     if request.control_region is not None:
         region = {
@@ -195,8 +206,8 @@ def run_calibration(request: CalibrationRequest) -> dict[str, Any]:
         # The thresholds: all simulated signal and background jets, whatever the control region.
         wp: WorkingPoint = find_threshold(
             spec,
-            d_value["sim"][sim.label == s_index],
-            d_value["sim"][sim.label == b_index],
+            d_value["sim"][truth["sim", "signal"]],
+            d_value["sim"][sim_background],
         )
         efficiencies: dict[str, dict[str, BinnedEfficiency]] = {panel: {} for panel in panels}
         factors: dict[str, ScaleFactors] = {}
@@ -262,7 +273,7 @@ def run_calibration(request: CalibrationRequest) -> dict[str, Any]:
         "pass": "discriminant >= threshold",
         "data_truth": has_truth,
         "control_region": request.control_region,
-        "control_region_purity_sim": float((sim.label[region["sim"]] == b_index).mean())
+        "control_region_purity_sim": float(sim_background[region["sim"]].mean())
         if region and region["sim"].any()
         else None,
         "pt_edges": pt_edges.tolist(),

@@ -16,7 +16,7 @@ from pydantic import Field
 from hepmpm.config import StrictModel, load_config, packaged_config_path
 from hepmpm.errors import HepmpmError
 
-PRESET_NAMES = ("sim", "data")
+PRESET_NAMES = ("sim", "data", "shift2")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]

@@ -58,7 +58,7 @@ ProgressCallback = Callable[[int], None]
 class GeneratedSample(StrictModel):
     """The generator preset and size of a sample a study or the quickstart makes itself."""
 
-    preset: Literal["sim", "data"] = "sim"
+    preset: Literal["sim", "data", "shift2"] = "sim"
     jets_per_class: int = Field(ge=1)
 
 

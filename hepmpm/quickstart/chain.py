@@ -26,6 +26,7 @@ from pydantic import Field
 
 from hepmpm.config import StrictModel, load_config, resolve_config_path
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import holding_folder
 from hepmpm.generate.sample import GeneratedSample
 from hepmpm.jetclass import CLASS_NAMES
 from hepmpm.quiet import quiet_lightning
@@ -319,7 +320,14 @@ def run_quickstart(
 ) -> Path:
     """Run (or complete) every step; returns the report's HTML page."""
     out = Path(out)
-    claim_folder(out, "quickstart.json", "quickstart", config.model_dump(mode="json"))
+    with holding_folder(out, "quickstart"):
+        claim_folder(out, "quickstart.json", "quickstart", config.model_dump(mode="json"))
+        return _run_steps(out, config, show_progress, echo)
+
+
+def _run_steps(
+    out: Path, config: QuickstartConfig, show_progress: bool, echo: Callable[[str], None]
+) -> Path:
     quiet_lightning()  # keep the step lines readable
     layout = Layout(out)
     steps = plan(config, layout, show_progress)

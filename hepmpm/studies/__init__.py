@@ -1,4 +1,4 @@
-"""Studies of what pre-training buys: label scans, new classes, CWoLa, sim-to-real.
+"""Studies of what pre-training buys: label efficiency (in domain, new classes, sim-to-real), CWoLa.
 
 ``hepmpm study NAME`` (:func:`hepmpm.studies.runner.run_study`); shared plots
 (:mod:`~hepmpm.evaluation.plots`), pages (:mod:`~hepmpm.evaluation.pages`) and tagger metrics

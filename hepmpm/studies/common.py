@@ -32,10 +32,11 @@ from hepmpm.config import (
     apply_overrides,
     deep_merge,
     load_yaml_with_inheritance,
+    packaged_config_path,
     parse_config,
     resolve_config,
 )
-from hepmpm.errors import HepmpmError
+from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.pages import Section
 from hepmpm.generate.sample import GeneratedSample
@@ -47,6 +48,8 @@ StudyT = TypeVar("StudyT", bound="StudyConfig")
 
 #: Top-level key of a study YAML whose mapping is merged over the rest by ``--tiny``.
 TINY_KEY = "tiny"
+#: A ``tiny:`` section's key naming the shared tiny-mode settings it is merged over.
+TINY_INHERIT_KEY = "inherit"
 
 
 class SampleConfig(GeneratedSample):
@@ -91,17 +94,44 @@ def load_study_config(
     """Read a study YAML (with ``inherit:``); with ``tiny`` merge its ``tiny:`` section over
     it; apply ``a.b=value`` overrides last. Unknown keys are errors naming the file, and every
     stage's config and overrides are resolved before anything runs."""
-    data = load_yaml_with_inheritance(Path(path))
-    tiny_section = data.pop(TINY_KEY, None)
-    if tiny:
-        if not isinstance(tiny_section, dict):
-            raise HepmpmError(f"config {path} has no '{TINY_KEY}:' section for --tiny")
-        data = deep_merge(data, tiny_section)
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(study_yaml(Path(path), tiny), list(overrides))
     config = parse_config(model, data, f"study config {path}")
     for where, (kind, stage) in config.stages().items():
         check_stage(kind, stage.config, stage.overrides, f"study config {path}, {where}")
     return config
+
+
+def study_yaml(path: Path, tiny: bool = False) -> dict[str, Any]:
+    """The settings of the study YAML ``path`` (with ``inherit:``), before they are checked;
+    with ``tiny``, its ``tiny:`` section (see :func:`tiny_settings`) merged over the rest."""
+    data = load_yaml_with_inheritance(path)
+    tiny_section = data.pop(TINY_KEY, None)
+    if tiny:
+        if not isinstance(tiny_section, dict):
+            raise HepmpmError(f"config {path} has no '{TINY_KEY}:' section for --tiny")
+        data = deep_merge(data, tiny_settings(tiny_section, path))
+    return data
+
+
+def tiny_settings(section: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``tiny:`` section of the study config ``path``, merged over the shared tiny-mode
+    settings it names with ``inherit: FILE`` (beside ``path``, else packaged in
+    ``configs/studies/``, e.g. ``tiny/label_efficiency.yaml``): seconds-scale samples and
+    training that several studies share are said once."""
+    if TINY_INHERIT_KEY not in section:
+        return section
+    section = dict(section)
+    parent = section.pop(TINY_INHERIT_KEY)
+    if not isinstance(parent, str):
+        raise ConfigError(f"config {path}: key '{TINY_KEY}.{TINY_INHERIT_KEY}' must be a file name")
+    beside = path.parent / parent
+    shared = beside if beside.is_file() else packaged_config_path("studies", parent)
+    if not shared.is_file():
+        raise ConfigError(
+            f"config {path}: '{TINY_KEY}.{TINY_INHERIT_KEY}: {parent}' is neither beside it "
+            f"({beside}) nor a packaged study file ({shared})"
+        )
+    return deep_merge(load_yaml_with_inheritance(shared), section)
 
 
 #: Keys that say where or how fast a study runs, or what its report compares with, not what a
@@ -110,7 +140,7 @@ FREE_KEYS = ("workers", "samples_dir", "reference", "reference_envelope", "ablat
 #: Lists that may grow between sittings (further seeds, label counts: new runs, none changed).
 GROWING_KEYS = ("seeds", "labels")
 #: Mappings that may gain entries (a further variant or test sample), each old one unchanged.
-GAINING_KEYS = ("variants", "test_samples")
+GAINING_KEYS = ("variants", "test_samples", "targets")
 
 
 def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> str | None:

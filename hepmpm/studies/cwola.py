@@ -12,6 +12,11 @@ The mixtures are skim folders of relabelled shards (:func:`write_relabelled_skim
 the QCD label and B jets the signal's, so the ordinary fine-tuning trains on them unchanged.
 Every split is mixed the same way (the jet hash keeps each jet's split), so fine-tuning validates
 on mixtures too; the truth evaluation uses the test split, which no training step sees.
+
+``preset: data`` draws the mixtures from pseudo-data (weak supervision on data: its truth only
+scores); the study's own pre-training then is on data (all the mixtures' jets, no labels).
+``pretrained`` adds arms fine-tuned from other backbones (``pretrained:NAME``, e.g. the shipped
+sim backbone, or a pre-training folder such as a larger data corpus's) on the same mixtures.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +41,7 @@ from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
+from hepmpm.pretrained import resolve_backbone
 from hepmpm.studies.common import (
     SampleConfig,
     StudyConfig,
@@ -59,12 +65,24 @@ class CwolaConfig(StudyConfig):
     n_signal: list[int] = Field(min_length=1, description="signal jets injected into B (train)")
     background_efficiencies: list[float] = Field(default_factory=lambda: [0.1, 0.01])
     modes: list[str] = Field(default_factory=lambda: ["scratch", "finetune"])
+    preset: Literal["sim", "data", "shift2"] = Field(
+        "sim", description="generator preset of the mixtures' jets (data: weak supervision on "
+        "pseudo-data, whose truth only scores)",
+    )  # fmt: skip
+    pretrained: dict[str, str] = Field(
+        default_factory=dict,
+        description="arm name -> backbone it fine-tunes from (pretrained:NAME or a pre-training "
+        "folder), beside the modes on the study's own pre-training",
+    )
 
     def model_post_init(self, _context: object) -> None:
         if self.signal not in CLASS_INDEX or self.signal == "QCD":
             raise ValueError(f"signal must be a JetClass class other than QCD, got {self.signal}")
         if not all(0 < e < 1 for e in self.background_efficiencies):
             raise ValueError("background_efficiencies must lie in (0, 1)")
+        taken = {"scratch", *(f"pre-trained ({m})" for m in self.modes)} & set(self.pretrained)
+        if taken:
+            raise ValueError(f"pretrained: arm name(s) {sorted(taken)} are the modes' arms")
 
 
 def write_relabelled_skim(
@@ -166,11 +184,14 @@ def run(config: CwolaConfig, out: Path, progress: bool, echo: Callable[[str], No
     folder = StudyFolder(out, config, "cwola")
     files = []
     for name, jets in (("QCD", config.background_jets), (config.signal, config.signal_jets)):
-        spec = SampleConfig(classes=[name], jets_per_class=jets, seed=config.sample_seed)
+        spec = SampleConfig(
+            preset=config.preset, classes=[name], jets_per_class=jets, seed=config.sample_seed
+        )
         files += sample_paths(folder.sample(spec, progress))
-    truth_skim = folder.skim("truth", files, "sim", progress)
+    truth_skim = folder.skim("truth", files, config.preset, progress)
     backbone = folder.pretrain("all-jets", truth_skim, progress)
     echo(f"pre-trained on all jets, no labels: {backbone}")
+    others = {name: resolve_backbone(source) for name, source in config.pretrained.items()}
     index = JetIndex.from_skim(truth_skim)
     signal = CLASS_INDEX[config.signal]
     classes = ["QCD", config.signal]
@@ -182,12 +203,16 @@ def run(config: CwolaConfig, out: Path, progress: bool, echo: Callable[[str], No
                 truth_skim, folder.work / "skims" / f"mixture-n{n}-seed{seed}", positions,
                 labels, {"study": "cwola", "seed": seed, **counts},
             )  # fmt: skip
-            for mode in config.modes:
+            arms = [(m, m, backbone) for m in config.modes]
+            arms += [(name, "finetune", path) for name, path in others.items()]
+            for run, mode, start in arms:
                 run_dir, _ = folder.finetune(
-                    f"{mode}/n{n}/seed{seed}", mixture, backbone, mode, None, classes, seed,
+                    f"{run}/n{n}/seed{seed}", mixture, start, mode, None, classes, seed,
                     progress,
                 )  # fmt: skip
-                arm = "scratch" if mode == "scratch" else f"pre-trained ({mode})"
+                arm = run if run in others else (
+                    "scratch" if mode == "scratch" else f"pre-trained ({mode})"
+                )  # fmt: skip
                 row = {"arm": arm, "n_signal": n, "seed": seed}
                 row["signal_fraction_b"] = counts["b_train_signal_fraction"]
                 row |= score_truth(run_dir, index, signal, config.background_efficiencies)
@@ -218,6 +243,7 @@ def _report(config: CwolaConfig, out: Path, rows: list[dict]) -> Path:
         summary, "n_signal", "arm", "auc", "scratch", lambda n: f"n_signal={n}"
     )
     intro = [
+        f"Jets of the {config.preset} preset. "
         f"Mixture A: QCD; mixture B: QCD + n_signal {config.signal} jets (train split; val and "
         f"test splits get proportionally many). {config.background_jets} QCD and "
         f"{config.signal_jets} {config.signal} jets generated; the classifier sees only A-vs-B "

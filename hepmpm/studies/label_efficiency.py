@@ -63,6 +63,7 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
+from hepmpm.studies.domain_metrics import ScaleFactorConfig, nan_values, run_domain_metrics
 from hepmpm.training.stages import Stage
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
@@ -95,6 +96,11 @@ class Arm(StrictModel):
     lr_from: str | None = Field(
         None, description="use the learning rate another arm chose (a lever against it)"
     )
+    target: str | None = Field(
+        None,
+        description="a key of the study's targets: its skim is the arm's adaptation.target "
+        "(the unlabelled jets its domain-adaptation levers read)",
+    )
 
 
 class LabelEfficiencyConfig(StudyConfig):
@@ -106,6 +112,23 @@ class LabelEfficiencyConfig(StudyConfig):
         default_factory=dict,
         description="name -> further labelled samples of the labelled sample's classes, every "
         "jet of which every arm is also tested on (e.g. data: the data preset)",
+    )
+    targets: dict[str, SampleConfig] = Field(
+        default_factory=dict,
+        description="name -> unlabelled target-domain samples (their labels never read) that "
+        "arms name as target: adaptation.target of their fine-tuning",
+    )
+    domain_auc_jets: int = Field(
+        0,
+        ge=0,
+        description="per run and test sample: the AUC of a linear classifier telling the "
+        "labelled test split from the test sample on the tagger's embedding, on up to this "
+        "many jets of each (0: not measured); columns domain_auc_NAME",
+    )
+    scale_factors: ScaleFactorConfig | None = Field(
+        None,
+        description="per run and test sample: data/simulation scale factors at mistag working "
+        "points from the test sample's truth (None: not measured); columns sf_*_NAME",
     )
     labels: list[int] = Field(min_length=1, description="class-balanced labelled jets per point")
     variants: dict[str, list[str]] = Field(
@@ -139,7 +162,9 @@ class LabelEfficiencyConfig(StudyConfig):
             )
             found[f"variants.{name}"] = ("pretrain", stage)
         for i, arm in enumerate(self.arms):
-            found[f"arms[{i}] ({arm.name})"] = ("finetune", arm_stage(arm, self.finetune))
+            # A placeholder for the target's skim folder, made when the arm runs.
+            target = None if arm.target is None else f"targets/{arm.target}"
+            found[f"arms[{i}] ({arm.name})"] = ("finetune", arm_stage(arm, self.finetune, target))
         return found
 
     def model_post_init(self, _context: object) -> None:
@@ -183,7 +208,14 @@ class LabelEfficiencyConfig(StudyConfig):
                 raise ValueError(f"arm {arm.name!r}: its labels must be among {self.labels}")
             if not set(arm.seeds or []) <= set(self.seeds):
                 raise ValueError(f"arm {arm.name!r}: its seeds must be among {self.seeds}")
+        for arm in self.arms:
+            if arm.target is not None and arm.target not in self.targets:
+                raise ValueError(
+                    f"arm {arm.name!r}: target {arm.target!r} is not one of targets "
+                    f"({', '.join(self.targets) or 'none'})"
+                )
         samples = {"corpus": self.corpus, "labelled": self.labelled, **self.test_samples}
+        samples |= {f"target {name}": sample for name, sample in self.targets.items()}
         seen: dict[tuple[str, int], str] = {}
         for name, sample in samples.items():
             other = seen.setdefault((sample.preset, sample.seed), name)
@@ -192,6 +224,14 @@ class LabelEfficiencyConfig(StudyConfig):
         for name, sample in self.test_samples.items():
             if set(sample.classes) != set(self.labelled.classes):
                 raise ValueError(f"test sample {name!r} must hold the labelled sample's classes")
+        if self.scale_factors is not None:
+            wanted = {*self.scale_factors.signals, self.scale_factors.background}
+            missing = sorted(wanted - set(self.labelled.classes))
+            if missing or not self.test_samples:
+                raise ValueError(
+                    f"scale_factors need test_samples and the labelled classes to hold "
+                    f"{sorted(wanted)} (missing: {missing or 'none'})"
+                )
 
 
 def run(
@@ -214,6 +254,14 @@ def run(
         )
         for name, sample in config.test_samples.items()
     }
+
+    @functools.cache
+    def target(name: str) -> Path:
+        """The skim of the target sample ``name``, made when the first arm needs it."""
+        sample = config.targets[name]
+        files = sample_paths(folder.sample(sample, progress))
+        return folder.skim(f"target-{name}", files, sample.preset, progress)
+
     backbones: dict[str, Path] = {}
 
     @functools.cache
@@ -251,7 +299,7 @@ def run(
     lr_rows: list[dict[str, Any]] = []
 
     def finetune(arm: Arm, n: int, seed: int, lr: float | None) -> dict[str, Any] | None:
-        stage = arm_stage(arm, config.finetune)
+        stage = arm_stage(arm, config.finetune, arm.target and str(target(arm.target)))
         if lr is not None:
             stage = Stage(config=stage.config, overrides=[*stage.overrides, f"optimizer.lr={lr}"])
         run_dir, metrics = folder.finetune(
@@ -260,6 +308,11 @@ def run(
         )  # fmt: skip
         if metrics is not None and tests:
             metrics = {**metrics, "other_tests": other_tests(run_dir, tests, folder.report_only)}
+        if metrics is not None and tests and (config.domain_auc_jets or config.scale_factors):
+            metrics["domain_tests"] = run_domain_metrics(
+                run_dir, labelled, tests, config.domain_auc_jets, config.scale_factors,
+                folder.report_only,
+            )  # fmt: skip
         return metrics
 
     def learning_rate(arm: Arm) -> float | None:
@@ -305,6 +358,7 @@ def run(
         }  # fmt: skip
         for name, test in metrics.get("other_tests", {}).items():
             row |= {f"{key}_{name}": value for key, value in tagger_row(test).items()}
+        row |= domain_columns(config, metrics)
         echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
         rows.append(row)
     if missing:
@@ -339,10 +393,35 @@ def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dic
     return found
 
 
-def arm_stage(arm: Arm, default: Stage) -> Stage:
-    """The fine-tuning stage of ``arm``: its own (or ``default``) with its overrides last."""
+def arm_stage(arm: Arm, default: Stage, target: str | None = None) -> Stage:
+    """The fine-tuning stage of ``arm``: its own (or ``default``) with its overrides last, and
+    ``adaptation.target`` the skim folder ``target`` of its unlabelled target jets (if any)."""
     stage = arm.finetune or default
-    return Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides])
+    adaptation = [] if target is None else [f"adaptation.target={target}"]
+    return Stage(config=stage.config, overrides=[*stage.overrides, *arm.overrides, *adaptation])
+
+
+#: What metrics.json says of an arm's levers (hepmpm.training.adapted): study columns.
+LEVER_COLUMNS = ("dctr_ess", "dctr_ess_fraction", "dctr_classifier_auc", "dann_domain_auc")
+#: Columns of :func:`domain_columns` (aggregated over seeds like the accuracies).
+DOMAIN_PREFIXES = (*LEVER_COLUMNS, "domain_auc_", "abs_sf_m1_", "sf_")
+
+
+def domain_columns(config: LabelEfficiencyConfig, metrics: dict[str, Any]) -> dict[str, float]:
+    """A run's columns of the domain measures: its levers' (NaN for an arm without them), and
+    per test sample the embedding's domain AUC and the scale factors, when the study asks."""
+    row: dict[str, float] = {}
+    if any(arm.target is not None for arm in config.arms):
+        levers = metrics.get("adaptation", {})
+        row |= {key: float(levers.get(key, math.nan)) for key in LEVER_COLUMNS}
+    measured = metrics.get("domain_tests", {})
+    names = (["domain_auc"] if config.domain_auc_jets else []) + (
+        config.scale_factors.columns() if config.scale_factors else []
+    )
+    for sample in config.test_samples if names else ():
+        values = nan_values(names) | measured.get(sample, {})
+        row |= {f"{key}_{sample}": value for key, value in values.items()}
+    return row
 
 
 def schedule(config: LabelEfficiencyConfig) -> list[tuple[Arm, int, int]]:
@@ -555,7 +634,8 @@ def report(
     values = [*VALUES, *(v for v in others if rows and all(v in row for row in rows))]
     domains = [n for n in config.test_samples if f"accuracy_{n}" in values]
     plotted = [*LABEL_CURVES, *((f"accuracy_{n}", f"test accuracy on {n}") for n in domains)]
-    summary, figures = label_curves(out, rows, values, plotted)
+    measures = [c for c in (rows[0] if rows else {}) if c.startswith(DOMAIN_PREFIXES)]
+    summary, figures = label_curves(out, rows, [*values, *measures], plotted)
     efficiency = efficiency_rows(summary, config.reference, config.reference_envelope)
     paired = paired_rows(rows, config.reference)
     ablation = ablation_rows(summary, config)
@@ -573,6 +653,10 @@ def report(
     sections.append(
         aggregated_section("Results (test split)", summary, ("arm", "labels"), values, [], figures)
     )
+    shown = [c for c in measures if not c.startswith(("sf_", "dctr_ess_fraction"))]
+    if shown:
+        title = "Domain measures (embedding AUC, levers, |SF - 1| from the pseudo-data's truth)"
+        sections.append(aggregated_section(title, summary, ("arm", "labels"), shown))
     if efficiency:
         sections.append(_table_section("Label-efficiency factor", efficiency))
     if paired:
@@ -614,8 +698,13 @@ def _setup_text(config: LabelEfficiencyConfig) -> str:
         )
     else:
         joint = ""
+    targets = "".join(
+        f"Unlabelled target jets of the levers, {name}: {t.jets_per_class} {t.preset} jets per "
+        f"class (seed {t.seed}; labels never read). "
+        for name, t in config.targets.items()
+    )
     return (
-        f"Pre-training corpus: {n_corpus} {c.preset} jets of {', '.join(c.classes)} "
+        f"{targets}Pre-training corpus: {n_corpus} {c.preset} jets of {', '.join(c.classes)} "
         f"(seed {c.seed}), no labels (a class target uses theirs); {config.pretrain.config} "
         f"{' '.join(config.pretrain.overrides)}. Labelled sample: {lab.jets_per_class} "
         f"{lab.preset} jets per class of {', '.join(lab.classes)}{transfer} (seed {lab.seed}): "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hepmpm.config import packaged_config_path, resolve_config_path
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import holding_folder
 from hepmpm.quiet import quiet_lightning
 from hepmpm.studies.common import StudyConfig, load_study_config
 
@@ -29,11 +30,11 @@ class Study:
 
 #: Study names (the CLI's) → where they live; configs/studies/MODULE.yaml is the default config.
 STUDIES: dict[str, Study] = {
-    "label-scan": Study("label_scan", "LabelScanConfig"),
     "label-efficiency": Study("label_efficiency", "LabelEfficiencyConfig", report_only=True),
-    "new-classes": Study("new_classes", "NewClassesConfig"),
     "cwola": Study("cwola", "CwolaConfig"),
-    "sim-to-real": Study("sim_to_real", "SimToRealConfig"),
+    "sim-to-real-adaptation": Study(
+        "sim_to_real_adaptation", "SimToRealAdaptationConfig", report_only=True
+    ),
 }
 
 
@@ -45,7 +46,7 @@ def get_study(name: str) -> Study:
 
 
 def default_config(name: str) -> Path:
-    """The packaged config of study ``name`` (configs/studies/label_scan.yaml, ...)."""
+    """The packaged config of study ``name`` (configs/studies/label_efficiency.yaml, ...)."""
     return packaged_config_path("studies", f"{get_study(name).module}.yaml")
 
 
@@ -77,6 +78,8 @@ def run_study(
     started = time.perf_counter()
     echo(f"study {name} ({path}{', tiny' if tiny else ''}) -> {out}")
     extra = {"report_only": True} if report_only else {}
-    summary = run(config, Path(out), show_progress, echo, **extra)
+    # A report-only pass reads a folder another run may be writing: it holds nothing.
+    with holding_folder(Path(out), f"study {name}", enabled=not report_only):
+        summary = run(config, Path(out), show_progress, echo, **extra)
     echo(f"study {name} complete in {time.perf_counter() - started:.0f} s: {summary}")
     return summary

@@ -70,6 +70,13 @@ from hepmpm.models.store import (
 )
 from hepmpm.pretrained import resolve_backbone
 from hepmpm.records import read_record, settings_hash
+from hepmpm.training.adaptation import AdaptationConfig, check_levers, check_target
+from hepmpm.training.adapted import (
+    Adaptation,
+    PreparedAdaptation,
+    apply_target_statistics,
+    prepare_adaptation,
+)
 from hepmpm.training.datamodule import DataConfig, JetDataModule
 from hepmpm.training.devices import torch_threads, uses_cuda
 from hepmpm.training.frozen_outputs import FrozenOutputs
@@ -77,12 +84,14 @@ from hepmpm.training.runs import (
     TrainerConfig,
     claim_run_folder,
     fit,
+    holding_run_folder,
     make_trainer,
     start_run_folder,
+    step_seed,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.training.statistics import particle_sample
-from hepmpm.weights import load_weights, save_weights
+from hepmpm.weights import load_weights, read_torch_file, save_weights
 
 Tagger = JetTagger | ParTTagger
 
@@ -97,6 +106,7 @@ RESUMED_KEYS = (
     "backbone",
     "head",
     "part",
+    "adaptation",
 )
 
 
@@ -167,6 +177,11 @@ class FinetuneConfig(StrictModel):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    adaptation: AdaptationConfig = Field(
+        default_factory=AdaptationConfig,
+        description="domain-adaptation levers on unlabelled target jets (hepmpm.training."
+        "adaptation); all off by default",
+    )
 
     def model_post_init(self, _context: object) -> None:
         if self.classes is not None:
@@ -200,7 +215,19 @@ def _check_model(config: FinetuneConfig) -> FinetuneConfig:
             f"model: part (weaver-core's ParT) trains from scratch only, but mode is "
             f"{config.mode!r}: set mode: scratch (--mode scratch)"
         )
+    _check_adaptation(config)
     return config
+
+
+def _check_adaptation(config: FinetuneConfig) -> None:
+    """Levers a run cannot take, refused with the rest of the config (before any work)."""
+    levers = config.adaptation
+    check_levers(levers, config.model, standardises_inputs=True)  # the architecture: later
+    if levers.enabled and config.mode == "frozen":
+        raise ConfigError(
+            "adaptation levers train the backbone or re-weight its inputs; mode frozen keeps "
+            "it fixed: use mode finetune or scratch"
+        )
 
 
 class FinetuneModule(L.LightningModule):
@@ -232,6 +259,16 @@ class FinetuneModule(L.LightningModule):
         if self.frozen and c.model == "hepmpm" and c.frozen_cache_jets > 0:
             self.frozen_outputs = FrozenOutputs(c.frozen_cache_jets)
         self._val: dict[str, torch.Tensor] = {}
+        # Domain-adaptation levers (hepmpm.training.adapted), attached by run_finetune.
+        self.adaptation: Adaptation | None = None
+        self.target_batches = None
+        self.domain_sets = None
+
+    def attach_adaptation(self, prepared: PreparedAdaptation) -> None:
+        """Train with the levers of ``prepared`` (before the trainer starts)."""
+        self.adaptation = prepared.module
+        self.target_batches = prepared.target_batches
+        self.domain_sets = prepared.domain_sets
 
     def train(self, mode: bool = True) -> FinetuneModule:
         """As ``nn.Module.train``, but a frozen backbone stays in evaluation mode (no dropout)."""
@@ -249,8 +286,29 @@ class FinetuneModule(L.LightningModule):
         target = self.label_lookup[batch.labels]  # [B], 0..C-1
         return F.cross_entropy(logits, target), logits, target
 
+    def _adapted_loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training loss with the domain-adaptation levers (target batch of this step)."""
+        from hepmpm.training.pretrain import step_generator
+
+        step, t = self.global_step, self.config.trainer
+        target_batch = None
+        if self.target_batches is not None:
+            target_batch = self.target_batches.batch(step).to(self.device)
+        generator = step_generator(t.seed, step, self.global_rank, batch.mask.device)
+        target = self.label_lookup[batch.labels]
+        progress = step / max(1, t.schedule_steps or t.max_steps)
+        loss, logs, logits = self.adaptation.training_loss(
+            self.tagger, batch, target_batch, target, progress, generator
+        )
+        for name, value in logs.items():
+            self.log(name, value, batch_size=batch.features.shape[0])
+        return loss, logits, target
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, logits, target = self._loss(batch)
+        if self.adaptation is not None:
+            loss, logits, target = self._adapted_loss(batch)
+        else:
+            loss, logits, target = self._loss(batch)
         size = batch.features.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         accuracy = (logits.argmax(-1) == target).float().mean()
@@ -268,10 +326,10 @@ class FinetuneModule(L.LightningModule):
             dataset = self.trainer.datamodule.val_set
             embed.set_input_statistics(particle_sample(embed.normalise, dataset, self.device))
 
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            datamodule.set_epoch(self.current_epoch)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout draws from torch's global generator, whose state no checkpoint keeps: seeded
+        # per step, a resumed run draws what the uninterrupted one drew.
+        torch.manual_seed(step_seed(self.config.trainer.seed, self.global_step, self.global_rank))
 
     def on_validation_epoch_start(self) -> None:
         self._val = {}
@@ -292,6 +350,9 @@ class FinetuneModule(L.LightningModule):
         jets = self._val["jets"]
         self.log("val/loss", (self._val["loss"] / jets).float(), prog_bar=True, sync_dist=True)
         self.log("val/acc", (self._val["correct"] / jets).float(), prog_bar=True, sync_dist=True)
+        if self.domain_sets is not None and not self.trainer.sanity_checking:
+            auc = self.adaptation.domain_auc(self.tagger, *self.domain_sets)
+            self.log("val/domain_auc", auc, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         c, t = self.config, self.config.trainer
@@ -340,6 +401,11 @@ class FinetuneModule(L.LightningModule):
                 for group in decay_groups(backbone, o.weight_decay, only=chosen):
                     groups.append({**group, "lr": o.lr * ratio * decay**level})
                     schedules.append(backbone_schedule)
+        if self.adaptation is not None and self.adaptation.own_parameters():
+            # The domain classifier and the auxiliary MPM heads learn at the head's rate.
+            groups.append({"params": self.adaptation.own_parameters(), "lr": o.lr,
+                           "weight_decay": 0.0})  # fmt: skip
+            schedules.append(head_schedule)
         return adamw_stepwise(groups, o, schedules)
 
 
@@ -500,7 +566,7 @@ def _load_best(module: FinetuneModule, trainer: L.Trainer) -> int:
     best = trainer.checkpoint_callback.best_model_path
     if not best or not Path(best).is_file():
         return trainer.global_step
-    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    checkpoint = read_torch_file(Path(best), "checkpoint")
     module.load_state_dict(checkpoint["state_dict"])
     return int(checkpoint["global_step"])
 
@@ -562,6 +628,37 @@ def config_hash(config: FinetuneConfig) -> str:
     return settings_hash(config.model_dump(mode="json"))
 
 
+def _adaptation(
+    config: FinetuneConfig,
+    module: FinetuneModule,
+    datamodule: FinetuneDataModule,
+    chosen: list[int],
+    backbone_dir: Path | None,
+) -> PreparedAdaptation | None:
+    """Build and attach the domain-adaptation levers of ``config`` (None when all are off)."""
+    if not config.adaptation.enabled:
+        return None
+    pretraining = None if backbone_dir is None or config.mode == "scratch" else backbone_dir
+    with torch_threads(config.trainer.cpu_threads):
+        prepared = prepare_adaptation(
+            config.adaptation, module.tagger, datamodule.index, chosen, config.data.domains,
+            config.labels, datamodule.train_batch_size, config.trainer.seed,
+            None if pretraining is None else resolve_backbone(pretraining),
+        )  # fmt: skip
+    module.attach_adaptation(prepared)
+    return prepared
+
+
+def _adaptation_metrics(prepared: PreparedAdaptation, trainer: L.Trainer) -> dict[str, Any]:
+    """What metrics.json records of the levers: how they were set up (DCTR weights, MPM heads)
+    and the domain classifier's last validation AUC."""
+    found = dict(prepared.record)
+    auc = trainer.callback_metrics.get("val/domain_auc")
+    if auc is not None:
+        found["dann_domain_auc"] = float(auc)
+    return found
+
+
 def run_finetune(
     config: str | Path | FinetuneConfig,
     data: Path,
@@ -616,6 +713,9 @@ def run_finetune(
         raise HepmpmError(
             f"head.heads = {config.head.heads} does not divide backbone.dim {config.backbone.dim}"
         )
+    if config.model == "hepmpm":  # the architecture is known now (a pre-trained one's)
+        check_levers(config.adaptation, config.model, config.backbone.standardise_inputs)
+        check_target(config.adaptation, datamodule.index.feature_names)
     out = Path(out)
     class_names = [CLASS_NAMES[c] for c in chosen]
     record = {
@@ -630,69 +730,85 @@ def run_finetune(
     if config.model == "part":  # the hepmpm architecture sections are unused
         record |= {"model": "part", "part": config.part.model_dump(mode="json")}
         record |= {"backbone": None, "head": None}
-    ckpt_path = claim_run_folder(out, "fine-tuning", record, RESUMED_KEYS, resume)
-    module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
-    if pretrained is not None:
-        module.tagger.backbone.load_state_dict(pretrained.state_dict())
-    callbacks = []
-    if config.early_stopping_patience is not None:
-        callbacks.append(
-            EarlyStopping("val/loss", patience=config.early_stopping_patience, verbose=False)
+    if config.adaptation.enabled:
+        record["adaptation"] = config.adaptation.model_dump(mode="json")
+    with holding_run_folder(out, "fine-tuning"):
+        ckpt_path = claim_run_folder(out, "fine-tuning", record, RESUMED_KEYS, resume)
+        module = FinetuneModule(feature_set.name, config.model_dump(), chosen)
+        if pretrained is not None:
+            module.tagger.backbone.load_state_dict(pretrained.state_dict())
+        adaptation = _adaptation(config, module, datamodule, chosen, backbone_dir)
+        callbacks = []
+        if config.early_stopping_patience is not None:
+            callbacks.append(
+                EarlyStopping("val/loss", patience=config.early_stopping_patience, verbose=False)
+            )
+        trainer = make_trainer(
+            t,
+            out,
+            config.optimizer.grad_clip,
+            show_progress,
+            # An epoch of a few labelled jets can be shorter than the logging interval.
+            log_every_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
+            callbacks=callbacks,
         )
-    trainer = make_trainer(
-        t,
-        out,
-        config.optimizer.grad_clip,
-        show_progress,
-        # An epoch of a few labelled jets can be shorter than the logging interval.
-        log_every_steps=min(t.log_every_steps, datamodule.batches_per_epoch),
-        callbacks=callbacks,
-    )
-    if trainer.is_global_zero:
-        start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
-    fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
-    best_step = trainer.global_step
-    if config.evaluate == "best":
-        best_step = _load_best(module, trainer)
-    metrics: dict[str, Any] = {
-        "mode": config.mode,
-        "classes": class_names,
-        "labels": config.labels,
-        "train_jets": datamodule.train_jets,
-        "seed": t.seed,
-        "steps": trainer.global_step,
-        "best_step": best_step,
-        "best_val_loss": _best_score(trainer),
-        "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
-    }
-    if config.model == "part":  # a reference arm: say so where studies read the results
-        metrics["model"] = "part"
-    if not trainer.is_global_zero:
+        if trainer.is_global_zero:
+            start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
+        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
+        best_step = trainer.global_step
+        if config.evaluate == "best":
+            best_step = _load_best(module, trainer)
+        metrics: dict[str, Any] = {
+            "mode": config.mode,
+            "classes": class_names,
+            "labels": config.labels,
+            "train_jets": datamodule.train_jets,
+            "seed": t.seed,
+            "steps": trainer.global_step,
+            "best_step": best_step,
+            "best_val_loss": _best_score(trainer),
+            "train": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        }
+        if config.model == "part":  # a reference arm: say so where studies read the results
+            metrics["model"] = "part"
+        if adaptation is not None:
+            metrics["adaptation"] = _adaptation_metrics(adaptation, trainer)
+        if not trainer.is_global_zero:
+            return metrics
+        device = "cuda" if uses_cuda(t.accelerator) else "cpu"
+        with torch_threads(t.cpu_threads):
+            metrics["test"] = evaluate_tagger(
+                module.tagger, datamodule.index, chosen, "test", config.data.domains,
+                config.data.batch_size, device,
+            )  # fmt: skip
+        module.tagger.cpu()
+        adapted: dict[str, Any] = {}
+        if adaptation is not None:
+            adapted = {"adaptation": {**config.adaptation.model_dump(mode="json"),
+                                      **metrics["adaptation"]}}  # fmt: skip
+            if config.adaptation.target_statistics:  # the saved tagger is the target domain's
+                with torch_threads(t.cpu_threads):
+                    adapted["adaptation"] |= apply_target_statistics(
+                        module.tagger, config.adaptation, t.seed
+                    )
+        extra = {
+            "mode": config.mode,
+            "pretrained": None if pretrained is None else str(backbone_dir),
+            "parameters": sum(p.numel() for p in module.tagger.parameters()),
+            "trainable_parameters": count_parameters(module.tagger),
+            "config": config.model_dump(mode="json"),
+            "config_hash": config_hash(config),
+            "skim": {
+                "path": str(data),
+                "settings_hash": datamodule.manifest.raw["settings_hash"],
+            },
+            "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
+            | {"test_accuracy": metrics["test"]["accuracy"]},
+            **adapted,
+        }
+        if isinstance(module.tagger, ParTTagger):
+            _save_part(module.tagger, out, class_names, chosen, extra)
+        else:
+            save_tagger(module.tagger, out, class_names, chosen, config.head, extra=extra)
+        write_json_atomic(out / "metrics.json", metrics)
         return metrics
-    device = "cuda" if uses_cuda(t.accelerator) else "cpu"
-    with torch_threads(t.cpu_threads):
-        metrics["test"] = evaluate_tagger(
-            module.tagger, datamodule.index, chosen, "test", config.data.domains,
-            config.data.batch_size, device,
-        )  # fmt: skip
-    module.tagger.cpu()
-    extra = {
-        "mode": config.mode,
-        "pretrained": None if pretrained is None else str(backbone_dir),
-        "parameters": sum(p.numel() for p in module.tagger.parameters()),
-        "trainable_parameters": count_parameters(module.tagger),
-        "config": config.model_dump(mode="json"),
-        "config_hash": config_hash(config),
-        "skim": {
-            "path": str(data),
-            "settings_hash": datamodule.manifest.raw["settings_hash"],
-        },
-        "metrics": {k: metrics[k] for k in ("train_jets", "steps", "best_step", "train")}
-        | {"test_accuracy": metrics["test"]["accuracy"]},
-    }
-    if isinstance(module.tagger, ParTTagger):
-        _save_part(module.tagger, out, class_names, chosen, extra)
-    else:
-        save_tagger(module.tagger, out, class_names, chosen, config.head, extra=extra)
-    write_json_atomic(out / "metrics.json", metrics)
-    return metrics

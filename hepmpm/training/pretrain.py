@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from pydantic import Field
 
@@ -53,9 +52,10 @@ from hepmpm.training.runs import (
     TrainerConfig,
     claim_run_folder,
     fit,
-    last_checkpoint,
+    holding_run_folder,
     make_trainer,
     start_run_folder,
+    step_seed,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.training.statistics import particle_sample
@@ -80,8 +80,7 @@ class PretrainConfig(StrictModel):
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     """The random generator of training step ``step`` on ``rank`` (masks replay on resume)."""
-    state = np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+    return torch.Generator(device=device).manual_seed(step_seed(seed, step, rank))
 
 
 def labelled_domains(allowed: list[str] | None, domains: Sequence[str]) -> torch.Tensor | None:
@@ -409,41 +408,40 @@ def run_pretrain(
     module = MPMModule(
         feature_set.name, config.model_dump(), n_tokens, tokenizer, datamodule.index.domains
     )
-    ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
-    started_from = None
-    if init is not None:
-        started_from = _initial_weights(module, init, feature_set, record)
-    t = config.trainer
-    callbacks = []
-    if config.probe.skim is not None:
-        callbacks.append(OnlineProbe(config.probe, feature_set.names))
-    trainer = make_trainer(t, out, config.optimizer.grad_clip, show_progress, callbacks=callbacks)
-    if trainer.is_global_zero:
-        start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
-    fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)
-    # ModelCheckpoint writes last.ckpt at validations; a run that stops between two (max_steps
-    # not a multiple of val_every_steps) must still resume from where it stopped. All ranks.
-    # The full state (optimizer, schedule, loop position) is what an exact resume needs.
-    trainer.save_checkpoint(last_checkpoint(out), weights_only=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if trainer.is_global_zero:
-        save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training
-        save_backbone(
-            module.model.backbone,
-            out,
-            extra={
-                "mpm": record["mpm"],
-                "n_tokens": n_tokens,
-                "tokenizer": record["tokenizer"],
-                "init": started_from,
-                "parameters": count_parameters(module.model.backbone),
-                "steps": trainer.global_step,
-                "world_size": trainer.world_size,
-                "skim": {
-                    "path": str(data),
-                    "settings_hash": datamodule.manifest.raw["settings_hash"],
-                },
-                "metrics": metrics,
-            },
+    with holding_run_folder(out, "pre-training"):
+        ckpt_path = claim_run_folder(out, "pre-training", record, RESUMED_KEYS, resume)
+        started_from = None
+        if init is not None:
+            started_from = _initial_weights(module, init, feature_set, record)
+        t = config.trainer
+        callbacks = []
+        if config.probe.skim is not None:
+            callbacks.append(OnlineProbe(config.probe, feature_set.names))
+        trainer = make_trainer(
+            t, out, config.optimizer.grad_clip, show_progress, callbacks=callbacks
         )
-    return {"steps": trainer.global_step, "rank": trainer.global_rank, **metrics}
+        if trainer.is_global_zero:
+            start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
+        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)  # last.ckpt: at its end too
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if trainer.is_global_zero:
+            save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training
+            save_backbone(
+                module.model.backbone,
+                out,
+                extra={
+                    "mpm": record["mpm"],
+                    "n_tokens": n_tokens,
+                    "tokenizer": record["tokenizer"],
+                    "init": started_from,
+                    "parameters": count_parameters(module.model.backbone),
+                    "steps": trainer.global_step,
+                    "world_size": trainer.world_size,
+                    "skim": {
+                        "path": str(data),
+                        "settings_hash": datamodule.manifest.raw["settings_hash"],
+                    },
+                    "metrics": metrics,
+                },
+            )
+        return {"steps": trainer.global_step, "rank": trainer.global_rank, **metrics}

@@ -5,7 +5,9 @@ Lightning warnings that say nothing about a run."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 import yaml
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -22,8 +27,10 @@ from pydantic import BaseModel, Field
 from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import folder_is_empty, holding_folder
 from hepmpm.training.devices import resolve_precision, torch_threads
 from hepmpm.training.progress import progress_callbacks
+from hepmpm.weights import read_torch_file
 
 
 class TrainerConfig(StrictModel):
@@ -47,12 +54,25 @@ class TrainerConfig(StrictModel):
     )
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The random seed of training step ``step`` on ``rank``: what a step draws (masks, dropout)
+    then depends on the step alone, so a resumed run draws what the uninterrupted one drew."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]
+    return int(state) & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def last_checkpoint(out: Path) -> Path:
     """Where a run in ``out`` keeps the checkpoint ``--resume`` continues from."""
     return Path(out) / "checkpoints" / "last.ckpt"
 
 
 RUN_RECORD = "run.json"  #: what a run was made with: compared on ``--resume``
+
+
+def holding_run_folder(out: Path, what: str) -> contextlib.AbstractContextManager[Path]:
+    """Hold ``out`` for a training run (:func:`~hepmpm.folder_lock.holding_folder`); rank 0
+    only: the other processes of a distributed run write where rank 0 claimed."""
+    return holding_folder(out, what, enabled=rank_zero_only.rank == 0)
 
 
 def claim_run_folder(
@@ -72,8 +92,11 @@ def claim_run_folder(
         return last_checkpoint(out) if resume and last_checkpoint(out).is_file() else None
     if out.exists() and not out.is_dir():
         raise HepmpmError(f"{out} is a file, not a folder; choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
+    if folder_is_empty(out):
         return None
+    # Held by this run (holding_run_folder): temporary files are a killed run's half-writes.
+    for stale in out.rglob(".*.tmp"):
+        stale.unlink()
     if not resume:
         raise HepmpmError(
             f"{out} already holds a {what} run; add --resume to continue it, "
@@ -94,7 +117,49 @@ def claim_run_folder(
                 f"cannot resume in {out}: it was run with {name} = {before!r}, "
                 f"this run has {name} = {now!r}"
             )
-    return last if last.is_file() else None
+    if not last.is_file():
+        return None
+    # Read here, before a trainer makes logs/version_N for a run that cannot start.
+    checkpoint = read_torch_file(last, "checkpoint")
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
+        raise HepmpmError(f"cannot resume {last}: not a Lightning checkpoint of a hepmpm run")
+    return last
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary sibling and renamed into place: a full disk or a kill
+    never leaves a truncated ``best.ckpt``/``last.ckpt``; a failed write is a one-line error
+    naming the file."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        buffer = io.BytesIO()  # serialised in memory: a failed write is then the OS's error
+        torch.save(checkpoint, buffer)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+        except OSError as err:
+            raise HepmpmError(f"cannot write the checkpoint {path}: {err.strerror}") from None
+
+
+class LastCheckpoint(L.Callback):
+    """``last.ckpt`` (the full state: what ``--resume`` continues from) at every validation and
+    when training ends. Lightning's own ``save_last`` writes it only when the best checkpoint
+    changes, so a run stopped after a worse validation resumed from an older step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run that stops between two validations resumes from where it stopped.
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def make_trainer(
@@ -123,15 +188,18 @@ def make_trainer(
         log_every_n_steps=log_every_steps or config.log_every_steps,
         enable_progress_bar=show_progress,
         enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
         logger=make_loggers(out),
         callbacks=[
             ModelCheckpoint(
                 dirpath=last_checkpoint(out).parent,
                 filename="best",
                 monitor="val/loss",
-                save_last=True,
+                # One run per folder (held): best.ckpt and last.ckpt are always this run's.
+                enable_version_counter=False,
             ),
             LearningRateMonitor(logging_interval="step"),
+            LastCheckpoint(last_checkpoint(out)),
             *progress_callbacks(show_progress),  # steps of max_steps, not epochs
             *(callbacks or []),
         ],

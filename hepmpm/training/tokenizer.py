@@ -43,6 +43,7 @@ from hepmpm.data.index import JetIndex
 from hepmpm.data.loader import JetBatch, make_dataloader
 from hepmpm.data.manifest import SkimManifest, load_manifest
 from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.folder_lock import folder_is_empty
 from hepmpm.tokenizers.base import TokenCounts, Tokenizer
 from hepmpm.tokenizers.kmeans import (
     KMeansConfig,
@@ -67,10 +68,12 @@ from hepmpm.training.runs import (
     TrainerConfig,
     claim_run_folder,
     fit,
+    holding_run_folder,
     last_checkpoint,
     make_trainer,
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
+from hepmpm.weights import read_torch_file
 
 RESUMED_KEYS = ("config", "skim")  #: what a resumed run shares with the one it continues
 
@@ -280,7 +283,7 @@ def _train_vqvae(
     checkpoints = trainer.checkpoint_callback
     best = checkpoints.best_model_path
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        state = read_torch_file(best, "checkpoint")["state_dict"]
         module.load_state_dict(state)
     with torch_threads(t.cpu_threads):
         final = evaluate_vqvae(tokenizer.to(device), val_loader, device)
@@ -340,7 +343,7 @@ def _run_record(config: TokenizerRunConfig, manifest: SkimManifest) -> dict[str,
 def _check_out(out: Path) -> None:
     if (out / TOKENIZER_FILE).exists():
         raise HepmpmError(f"{out} already holds a tokenizer; choose another --out or delete it")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or not folder_is_empty(out)):
         raise HepmpmError(f"{out} exists and is not an empty folder; choose another --out")
 
 
@@ -377,27 +380,29 @@ def run_tokenizer(
     config = load_tokenizer_config(config, overrides)
     out = Path(out)
     manifest = load_manifest(Path(data))
-    _check_out(out)
-    staging = staging_path(out)
-    record = _run_record(config, manifest)
-    resumed = _claim_staging(staging, record, resume)
+    # The staging folder beside ``out`` is renamed to it once complete: hold ``out`` meanwhile.
+    with holding_run_folder(out, "tokenizer"):
+        _check_out(out)
+        staging = staging_path(out)
+        record = _run_record(config, manifest)
+        resumed = _claim_staging(staging, record, resume)
 
-    if isinstance(config, VQVAETrainingConfig):
-        tokenizer, metrics, is_writer = _train_vqvae(
-            config, manifest, staging, resumed, show_progress
-        )
-        if not is_writer:
-            return TokenizerRun(out, tokenizer, metrics, resumed, written=False)
-    else:
-        try:
-            tokenizer, metrics = _fit_kmeans(config, manifest, show_progress)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)  # nothing to resume in a k-means fit
-            raise
+        if isinstance(config, VQVAETrainingConfig):
+            tokenizer, metrics, is_writer = _train_vqvae(
+                config, manifest, staging, resumed, show_progress
+            )
+            if not is_writer:
+                return TokenizerRun(out, tokenizer, metrics, resumed, written=False)
+        else:
+            try:
+                tokenizer, metrics = _fit_kmeans(config, manifest, show_progress)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)  # nothing to resume in a k-means fit
+                raise
 
-    extra = {"skim": record["skim"], "metrics": metrics, "training": record["config"]}
-    save_tokenizer(tokenizer, staging, extra=extra)
-    (staging / RUN_RECORD).unlink()
+        extra = {"skim": record["skim"], "metrics": metrics, "training": record["config"]}
+        save_tokenizer(tokenizer, staging, extra=extra)
+        (staging / RUN_RECORD).unlink()
     if out.exists():
         out.rmdir()  # empty (checked above)
     staging.rename(out)
