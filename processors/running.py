@@ -9,7 +9,10 @@ Inputs are ROOT files, folders of ROOT files, or coffea fileset JSON files
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import importlib.util
 import io
 import json
 import logging
@@ -17,8 +20,9 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import uproot
 from coffea import processor
@@ -80,12 +84,61 @@ def _check_root_file(path: Path) -> None:
         ) from None
 
 
+def is_url(name: str | Path) -> bool:
+    """Whether an input names a remote file (``root://``, ``https://``) rather than a path."""
+    return "://" in str(name)
+
+
+def url_dataset(url: str) -> str:
+    """The dataset of a remote file given alone, as of a local one: its folder's name
+    (``root://host//store/data/Run2018A/x.root`` -> ``Run2018A``)."""
+    return PurePosixPath(urlsplit(url).path).parent.name or "default"
+
+
+#: The modules ``root://`` inputs are read with (the ``xrootd`` extra): uproot opens them through
+#: fsspec-xrootd, on the XRootD client.
+XROOTD_MODULES = ("XRootD", "fsspec_xrootd")
+
+
+def missing_xrootd_modules() -> list[str]:
+    """Which of :data:`XROOTD_MODULES` are not installed."""
+    return [name for name in XROOTD_MODULES if importlib.util.find_spec(name) is None]
+
+
+def prepare_xrootd() -> None:
+    """Before reading ``root://`` inputs: a one-line error when the client is not installed
+    (rather than a traceback from inside a worker), and a quiet exit. XRootD's exit handler
+    tests every live object with ``isinstance``, which makes torch's deprecated
+    ``torch.distributed.reduce_op`` print a FutureWarning about code hepmpm never calls; a
+    handler registered after XRootD's runs before it (last in, first out) and filters that."""
+    missing = missing_xrootd_modules()
+    if missing:
+        raise HepmpmError(
+            f"root:// inputs need the XRootD client ({', '.join(missing)} not installed): "
+            "pip install 'hepmpm[xrootd]'"
+        )
+    _quiet_xrootd_exit()
+
+
+@functools.cache  # once per process
+def _quiet_xrootd_exit() -> None:
+    import XRootD.client  # noqa: F401 - registers its exit handler now, before ours
+
+    atexit.register(
+        warnings.filterwarnings,
+        "ignore",
+        message=r"`torch\.distributed\.reduce_op` is deprecated",
+        category=FutureWarning,
+    )
+
+
 def build_fileset(inputs: Sequence[str | Path], domain: str | None = None) -> dict[str, Any]:
     """A coffea fileset from ROOT files, folders of them and fileset JSON files.
 
     A plain file's dataset is its folder's name; its domain is ``domain`` if given, else the
-    preset name of a ``hepmpm generate`` folder, else ``unknown``. Every local file is opened
-    once here, so a damaged file fails before any work starts, naming the file.
+    preset name of a ``hepmpm generate`` folder, else ``unknown``. A file may be remote
+    (``root://`` for XRootD, with the ``xrootd`` extra; ``https://``). Every local file is
+    opened once here, so a damaged file fails before any work starts, naming the file.
     """
     fileset: dict[str, dict[str, Any]] = {}
 
@@ -97,7 +150,11 @@ def build_fileset(inputs: Sequence[str | Path], domain: str | None = None) -> di
             raise HepmpmError(f"dataset {dataset!r} given twice with different metadata")
         entry["files"].extend(f for f in files if f not in entry["files"])
 
-    for item in map(Path, inputs):
+    for name in inputs:
+        if is_url(name):  # kept as text: a Path would fold root://host//path's double slash
+            add(url_dataset(str(name)), [str(name)], {"domain": domain or "unknown"})
+            continue
+        item = Path(name)
         if item.suffix == ".json":
             for dataset, spec in _read_fileset_json(item).items():
                 metadata = dict(spec.get("metadata") or {})
@@ -118,9 +175,12 @@ def build_fileset(inputs: Sequence[str | Path], domain: str | None = None) -> di
             )
     if not fileset:
         raise HepmpmError("no input files given")
+    files = [name for spec in fileset.values() for name in spec["files"]]
+    if any(name.startswith("root://") for name in files):
+        prepare_xrootd()
     for spec in fileset.values():
         for name in spec["files"]:
-            if "://" not in name:  # remote files (root://, https://) are checked by the run
+            if not is_url(name):  # remote files (root://, https://) are checked by the run
                 _check_root_file(Path(name))
     return fileset
 
@@ -144,7 +204,7 @@ def _read_fileset_json(path: Path) -> dict[str, Any]:
         spec = {
             **spec,
             "files": [
-                f if "://" in f or Path(f).is_absolute() else str(path.parent / f) for f in files
+                f if is_url(f) or Path(f).is_absolute() else str(path.parent / f) for f in files
             ],
         }
         fileset[dataset] = spec
