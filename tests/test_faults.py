@@ -151,7 +151,13 @@ def test_a_held_folder_is_refused_and_a_killed_holder_frees_it(sample, model, tm
         "with holding_folder(Path(sys.argv[1]), 'skim'):\n    print('held', flush=True); "
         "time.sleep(600)"), str(out)], stdout=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
     assert holder.stdout.readline().strip() == "held"
-    for command in (["skim", sample], ["tag", sample, "--model", model]):
+    for command in (
+        ["skim", sample],
+        ["tag", sample, "--model", model],
+        ["generate", "--classes", "QCD", "--jets-per-class", "3"],
+        ["calibrate", "--sim", sample, "--data", sample, "--signal", "Wqq",
+         "--working-points", "eff=0.5"],
+    ):  # fmt: skip
         one_line_error(hepmpm(*command, "--out", out), "being written by another hepmpm run",
                        f"pid {holder.pid}")  # fmt: skip
     holder.send_signal(signal.SIGKILL)

@@ -45,6 +45,7 @@ from hepmpm.calibration.plots import efficiency_plot, scale_factor_plot
 from hepmpm.calibration.scale_factors import ScaleFactors, scale_factors
 from hepmpm.calibration.working_points import WorkingPoint, WorkingPointSpec, find_threshold
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import holding_folder
 
 SUMMARY_NAME, CORRECTIONS_NAME = "calibration.json", "scale_factors.json"
 DEFAULT_PT_EDGES: tuple[float, ...] = (500.0, 600.0, 700.0, 1000.0)
@@ -148,7 +149,12 @@ def read_scale_factors(calibration: Path, name: str) -> ScaleFactors:
 
 def run_calibration(request: CalibrationRequest) -> dict[str, Any]:
     """Measure the working points and scale factors of ``request``; returns the summary written
-    to ``OUT/calibration.json``."""
+    to ``OUT/calibration.json``. ``OUT`` is held for the run (one calibration at a time)."""
+    with holding_folder(Path(request.out), "calibration"):
+        return _calibrate(request)
+
+
+def _calibrate(request: CalibrationRequest) -> dict[str, Any]:
     out = Path(request.out)
     if (out / SUMMARY_NAME).exists():
         raise HepmpmError(f"{out} already holds a calibration; choose another --out")

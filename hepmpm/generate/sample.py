@@ -29,6 +29,7 @@ from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel
 from hepmpm.errors import HepmpmError
+from hepmpm.folder_lock import holding_folder
 from hepmpm.generate.detector import Detector
 from hepmpm.generate.jets import cluster_jets, softdrop_mass
 from hepmpm.generate.labelling import label_jets
@@ -251,8 +252,8 @@ class SampleRequest:
         return tasks
 
 
-def _prepare_output(request: SampleRequest) -> dict:
-    """Create the output folder; refuse one that holds a sample made with other settings."""
+def _prepare_output(request: SampleRequest) -> None:
+    """Create the output folder (a one-line error where it cannot be written)."""
     try:
         request.out.mkdir(parents=True, exist_ok=True)
         probe = request.out / f".write-test-{os.getpid()}"
@@ -262,6 +263,11 @@ def _prepare_output(request: SampleRequest) -> dict:
         raise HepmpmError(
             f"output directory {request.out} is not writable: {err.strerror}"
         ) from None
+
+
+def _previous_manifest(request: SampleRequest) -> dict:
+    """What the folder already holds: the manifest of a sample of the same settings, or none;
+    one of other settings is refused."""
     manifest_path = request.out / MANIFEST_NAME
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
@@ -323,30 +329,33 @@ def generate_sample(request: SampleRequest, show_progress: bool = True) -> dict:
     request.validate()
     workers = request.workers
     check_pythia_settings(request.preset.pythia)  # before any file or worker
-    previous = _prepare_output(request)
-    tasks = request.tasks()
-    summaries: dict[str, FileSummary] = {}
-    todo = []
-    for task in tasks:
-        known = previous["files"].get(Path(task.path).name)
-        if Path(task.path).exists() and known is not None:
-            summaries[task.path] = FileSummary(
-                task.path, task.class_name, known["jets"], known["events"],
-                known["generated_events"], skipped=True,
-            )  # fmt: skip
-        else:
-            todo.append(task)
+    _prepare_output(request)
+    # Two generations into one folder would mix their files: one holds it at a time.
+    with holding_folder(request.out, "generation"):
+        previous = _previous_manifest(request)
+        tasks = request.tasks()
+        summaries: dict[str, FileSummary] = {}
+        todo = []
+        for task in tasks:
+            known = previous["files"].get(Path(task.path).name)
+            if Path(task.path).exists() and known is not None:
+                summaries[task.path] = FileSummary(
+                    task.path, task.class_name, known["jets"], known["events"],
+                    known["generated_events"], skipped=True,
+                )  # fmt: skip
+            else:
+                todo.append(task)
 
-    def on_done(summary: FileSummary) -> None:
-        summaries[summary.path] = summary
-        # Recorded after every file, so an interrupted run resumes where it stopped.
-        _write_manifest(request, summaries)
+        def on_done(summary: FileSummary) -> None:
+            summaries[summary.path] = summary
+            # Recorded after every file, so an interrupted run resumes where it stopped.
+            _write_manifest(request, summaries)
 
-    total = sum(t.n_jets for t in todo)
-    with tqdm(total=total, unit="jet", desc="generate", disable=not show_progress) as bar:
-        if workers == 1 or len(todo) <= 1:
-            for task in todo:
-                on_done(generate_file(task, bar.update))
-        else:
-            _run_in_pool(todo, min(workers, len(todo)), bar, on_done)
-    return _write_manifest(request, summaries)
+        total = sum(t.n_jets for t in todo)
+        with tqdm(total=total, unit="jet", desc="generate", disable=not show_progress) as bar:
+            if workers == 1 or len(todo) <= 1:
+                for task in todo:
+                    on_done(generate_file(task, bar.update))
+            else:
+                _run_in_pool(todo, min(workers, len(todo)), bar, on_done)
+        return _write_manifest(request, summaries)
