@@ -22,11 +22,12 @@ import argparse
 from pathlib import Path
 
 from hepmpm.data.index import JetIndex
+from hepmpm.evaluation.scoring import evaluate_tagger
 from hepmpm.generate.preset import load_preset
 from hepmpm.generate.sample import SampleRequest, generate_sample
 from hepmpm.models.store import load_tagger
 from hepmpm.skim import SkimRequest, run_skim
-from hepmpm.training.finetune import evaluate_tagger, run_finetune
+from hepmpm.training.finetune import run_finetune
 from hepmpm.training.pretrain import run_pretrain
 from hepmpm.training.tokenizer import run_tokenizer
 

@@ -568,9 +568,34 @@ def _add_pretrained(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "pretrained",
         help="list the backbones shipped with hepmpm (use as --backbone pretrained:NAME)",
-        description="The pre-trained backbones inside the package and their model cards.",
+        description="The pre-trained backbones inside the package and their model cards; "
+        "`hepmpm pretrained ship` adds one (maintainers).",
     )
     parser.set_defaults(run=_run_pretrained)
+    actions = parser.add_subparsers(title="actions", metavar="ACTION")
+    ship = actions.add_parser(
+        "ship",
+        help="ship a pre-training as a packaged backbone (maintainers)",
+        description=(
+            "Copy backbone.pt, backbone.json and mpm.pt of a pre-training into "
+            "hepmpm/pretrained/NAME/ and write its card.json (corpus, feature set, config, "
+            "steps, online probe vs its random-init twin, hepmpm version, sha256 of every "
+            "file): a label-efficiency study's pre-training (--study), or one made elsewhere "
+            "(--pretrain, with its --corpus and --made-by)."
+        ),
+    )
+    source = ship.add_mutually_exclusive_group(required=True)
+    source.add_argument("--study", type=Path, help="label-efficiency study folder")
+    source.add_argument(
+        "--pretrain", type=Path, help="a pre-training folder made outside a study (with --corpus)"
+    )
+    ship.add_argument("--pretraining", default="pretrain", help="with --study: which one")
+    ship.add_argument(
+        "--corpus", help="with --pretrain: preset=P,classes=A+B,jets_per_class=N,seed=S"
+    )
+    ship.add_argument("--made-by", help="with --pretrain: the command that made it")
+    ship.add_argument("--name", required=True, help="the shipped name (pretrained:NAME)")
+    ship.set_defaults(run=_run_ship, command="pretrained ship")
 
 
 def _run_pretrained(args: argparse.Namespace) -> int:
@@ -589,6 +614,25 @@ def _run_pretrained(args: argparse.Namespace) -> int:
             f"({', '.join(data['classes'])}); linear probe {probe['accuracy']:.3f} vs "
             f"{probe['random_init_accuracy']:.3f} at random init; hepmpm {card['hepmpm_version']}"
         )
+    return 0
+
+
+def _run_ship(args: argparse.Namespace) -> int:
+    from hepmpm.studies.ship_backbone import make_card, parse_corpus, ship, study_card
+
+    if args.study:
+        folder, card = study_card(args.study, args.pretraining)
+    else:
+        if not (args.corpus and args.made_by):
+            raise HepmpmError("--pretrain needs --corpus and --made-by")
+        corpus = parse_corpus(args.corpus)
+        folder = args.pretrain
+        card = make_card(
+            folder, corpus, corpus["classes"],
+            "a labelled sample the corpus does not contain (train split to fit, val split "
+            "to score)", args.made_by,
+        )  # fmt: skip
+    print(ship(folder, card, args.name))
     return 0
 
 
@@ -663,15 +707,28 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "study",
-        help="run a study: label-efficiency, cwola (tables, plots, summary)",
+        help="run a study (label-efficiency, cwola, ...), or a tool over study folders",
         description=(
             "Run one of the studies of what pre-training buys, every point with several seeds: "
             "results (CSV/JSON), mean ± std plots (PNG) and a summary (markdown + HTML) in --out. "
             "Samples, skims, pre-training and finished runs are kept, so a re-run completes an "
-            "interrupted study, and one with further seeds, labels, arms or variants extends it."
+            "interrupted study, and one with further seeds, labels, arms or variants extends it. "
+            "combine, probe-scan and rejection-table read finished label-efficiency studies."
         ),
     )
-    parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(STUDIES)}")
+    names = parser.add_subparsers(
+        title="studies and tools", dest="name", metavar="NAME", required=True
+    )
+    for name in STUDIES:
+        study = names.add_parser(name, help=f"the {name} study", description=parser.description)
+        _add_study_options(study)
+    _add_combine(names)
+    _add_probe_scan(names)
+    _add_rejection_table(names)
+
+
+def _add_study_options(parser: argparse.ArgumentParser) -> None:
+    """What ``hepmpm study NAME`` takes, for every study NAME."""
     parser.add_argument(
         "--config",
         help="study YAML, or a packaged name such as label_efficiency_new_classes "
@@ -699,6 +756,111 @@ def _run_study(args: argparse.Namespace) -> int:
         report_only=args.report_only,
     )  # fmt: skip
     print(f"summary: {summary} (and {summary.with_suffix('.html')})")
+    return 0
+
+
+def _study_arms(text: str) -> tuple[Path, list[str]]:
+    """``STUDY:ARM,ARM`` (``hepmpm study combine --with``) as a folder and its arms."""
+    folder, sep, arms = text.rpartition(":")
+    if not sep or not folder or not arms:
+        raise argparse.ArgumentTypeError(f"expected STUDY:ARM,ARM, got {text!r}")
+    return Path(folder), arms.split(",")
+
+
+def _counts(text: str) -> list[int]:
+    """Comma-separated positive integers (``100,300,1000``)."""
+    return [_positive_int(n) for n in text.split(",")]
+
+
+def _add_combine(names: argparse._SubParsersAction) -> None:
+    parser = names.add_parser(
+        "combine",
+        help="label-efficiency tables over the arms of several studies on the same jets",
+        description=(
+            "Read results.json and study.json of the main --study and of each --with STUDY:ARM,"
+            "ARM (only those arms), refuse studies whose labelled sample or fine-tuning stage "
+            "differ or where a run both made differs, and write the aggregated, "
+            "label_efficiency (with --envelope, also against the best from-scratch arm at each "
+            "N) and paired tables (.csv/.json) into --out."
+        ),
+    )
+    parser.add_argument("--study", type=Path, required=True, help="the main study folder")
+    parser.add_argument(
+        "--with", dest="others", type=_study_arms, action="append", default=[],
+        help="STUDY:ARM,ARM: arms of another study with the same labelled jets",
+    )  # fmt: skip
+    parser.add_argument("--reference", default="scratch", help="the arm the others compare with")
+    parser.add_argument("--envelope", default="", help="further from-scratch arms, comma-separated")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(run=_run_combine, command="study combine")
+
+
+def _run_combine(args: argparse.Namespace) -> int:
+    from hepmpm.studies.combine import combine
+
+    envelope = [a for a in args.envelope.split(",") if a]
+    print(*combine(args.study, args.others, args.reference, envelope, args.out))
+    return 0
+
+
+def _add_probe_scan(names: argparse._SubParsersAction) -> None:
+    parser = names.add_parser(
+        "probe-scan",
+        help="a label-efficiency study's backbones probed against the number of labels",
+        description=(
+            "For every backbone in STUDY/work/pretrain/ and a random-init twin, a logistic "
+            "regression on the frozen jet embedding fitted on N class-balanced train jets of the "
+            "study's labelled sample and scored on --score-jets of its val jets, for each N and "
+            "--draws draws. Writes probe_vs_labels.csv/.json and prints the mean ± std table."
+        ),
+    )
+    parser.add_argument("--study", type=Path, required=True, help="label-efficiency study folder")
+    parser.add_argument(
+        "--labels", type=_counts, default=[100, 300, 1000, 3000], metavar="N,N,...",
+        help="probe label counts (default: 100,300,1000,3000)",
+    )  # fmt: skip
+    parser.add_argument("--draws", type=int, default=3, help="draws of the jets per count")
+    parser.add_argument("--score-jets", type=int, default=2000, help="val jets scored")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: --study)")
+    parser.set_defaults(run=_run_probe_scan, command="study probe-scan")
+
+
+def _run_probe_scan(args: argparse.Namespace) -> int:
+    from hepmpm.studies.common import write_table
+    from hepmpm.studies.probe_scan import probe_scan, summary
+
+    rows = probe_scan(args.study, args.labels, args.draws, args.score_jets)
+    write_table((args.out or args.study) / "probe_vs_labels.csv", rows)
+    print("\n".join(summary(rows)))
+    return 0
+
+
+def _add_rejection_table(names: argparse._SubParsersAction) -> None:
+    parser = names.add_parser(
+        "rejection-table",
+        help="per-class QCD rejection of every run of a label-efficiency study",
+        description=(
+            "Each completed run's QCD rejection 1/eps_B at 50 % signal efficiency per signal "
+            "class on --sample (mean ± std over seeds per arm and labels) and the QCD jets "
+            "passing the cut (its test-set error is about 1/sqrt(passing) of it). Writes "
+            "rejection_SAMPLE.csv/.json and prints the markdown table."
+        ),
+    )
+    parser.add_argument("--study", type=Path, required=True, help="label-efficiency study folder")
+    parser.add_argument(
+        "--sample", default="test", help="'test' (the test split) or a test_samples name"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: --study)")
+    parser.set_defaults(run=_run_rejection_table, command="study rejection-table")
+
+
+def _run_rejection_table(args: argparse.Namespace) -> int:
+    from hepmpm.studies.common import write_table
+    from hepmpm.studies.rejection_table import rejection_rows, summary
+
+    rows = rejection_rows(args.study, args.sample)
+    write_table((args.out or args.study) / f"rejection_{args.sample}.csv", rows)
+    print("\n".join(summary(rows)))
     return 0
 
 

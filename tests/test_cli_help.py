@@ -51,3 +51,33 @@ def test_quickstart_help_describes_its_steps(capsys, tmp_path):
             assert verb in text.lower(), f"quickstart --help does not mention {verb!r} ({title})"
     for words in ("from scratch", "shipped with hepmpm", "ONNX", "TaggerProcessor", "report"):
         assert words in text
+
+
+#: The tools over finished study folders and the maintainers' shipping: subcommands with their
+#: own options (what each ``--help`` must name).
+SUBCOMMANDS = [
+    (["study", "combine"], ["--study", "--with", "--reference", "--envelope", "--out"]),
+    (["study", "probe-scan"], ["--study", "--labels", "--draws", "--score-jets", "--out"]),
+    (["study", "rejection-table"], ["--study", "--sample", "--out"]),
+    (["pretrained", "ship"], ["--study", "--pretrain", "--pretraining", "--corpus", "--made-by"]),
+]
+
+
+@pytest.mark.parametrize(("command", "options"), SUBCOMMANDS, ids=" ".join)
+def test_subcommand_help_names_its_options(command, options, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith(f"usage: hepmpm {' '.join(command)} ")
+    missing = [option for option in options if option not in text]
+    assert not missing, f"hepmpm {' '.join(command)} --help omits {missing}"
+
+
+def test_study_help_lists_the_studies_and_the_tools(capsys):
+    from hepmpm.studies.runner import STUDIES
+
+    text = help_text("study", capsys)
+    for name in (*STUDIES, "combine", "probe-scan", "rejection-table"):
+        assert name in text
+    assert "ship" in help_text("pretrained", capsys)

@@ -135,14 +135,17 @@ def test_a_pre_training_made_outside_a_study_ships_with_its_card(skim_dir, tmp_p
     assert card["made_by"] == "the lease" and card["steps"] == 20
     assert 0 <= card["probe"]["random_init_accuracy"] <= 1 and card["probe"]["fit_jets"] == 12
     # A corpus it cannot read is one line naming the flag; nothing ships.
-    args = ["--pretrain", str(out), "--name", "never", "--made-by", "x", "--corpus", "preset=sim"]
-    assert ship_backbone.main(args) == 2
+    args = ["pretrained", "ship", "--pretrain", str(out), "--name", "never", "--made-by", "x",
+            "--corpus", "preset=sim"]  # fmt: skip
+    assert main(args) == 2
     assert "--corpus 'preset=sim': expected preset=P" in capsys.readouterr().err
     assert "never" not in shipped()
-    args[1] = str(tmp_path / "unfinished")
+    args[3] = str(tmp_path / "unfinished")
     args[-1] = "preset=sim,classes=QCD,jets_per_class=5,seed=1"
-    assert ship_backbone.main(args) == 2
+    assert main(args) == 2
     assert "lacks backbone.pt, backbone.json, mpm.pt" in capsys.readouterr().err
+    assert main(["pretrained", "ship", "--pretrain", str(out), "--name", "never"]) == 2
+    assert "--pretrain needs --corpus and --made-by" in capsys.readouterr().err
 
 
 SHIPPED = "pretrained:compact-sim4-stdin-mask60-gpu"  # what the README and the quickstart use

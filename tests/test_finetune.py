@@ -19,14 +19,10 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 from hepmpm.cli import main
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import background_rejection, classification_metrics
+from hepmpm.evaluation.scoring import evaluate_tagger
 from hepmpm.features import feature_set_record, get_feature_set
 from hepmpm.models.store import load_backbone, load_tagger
-from hepmpm.training.finetune import (
-    FinetuneModule,
-    evaluate_tagger,
-    load_finetune_config,
-    run_finetune,
-)
+from hepmpm.training.finetune import FinetuneModule, load_finetune_config, run_finetune
 from hepmpm.training.pretrain import run_pretrain
 from hepmpm.training.runs import last_checkpoint
 

@@ -13,15 +13,11 @@ from conftest import generated_skim
 from hepmpm.data.index import JetIndex
 from hepmpm.data.loader import JetDataset, make_dataloader
 from hepmpm.errors import ConfigError, HepmpmError
+from hepmpm.evaluation.scoring import evaluate_tagger
 from hepmpm.features import PART17
 from hepmpm.models.part import PartConfig, ParTTagger
-from hepmpm.models.store import load_tagger
-from hepmpm.training.finetune import (
-    evaluate_tagger,
-    load_finetune_config,
-    load_run_tagger,
-    run_finetune,
-)
+from hepmpm.models.store import load_run_tagger, load_tagger
+from hepmpm.training.finetune import load_finetune_config, run_finetune
 from hepmpm.weights import load_weights
 
 pytest.importorskip("weaver.nn.model.ParticleTransformer")

@@ -323,8 +323,10 @@ def test_rerun_is_cached_and_other_config_refused(studies, capsys):
 def test_bad_input(tmp_path, capsys):
     with pytest.raises(HepmpmError, match=r"unknown study 'label_efficiency'.*label-efficiency"):
         run_study("label_efficiency", tmp_path / "x")
-    assert main(["study", "no-such", "--out", str(tmp_path / "y")]) == 2
-    assert "unknown study 'no-such'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse names the studies and the tools
+        main(["study", "no-such", "--out", str(tmp_path / "y")])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'no-such'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown key 'label'"):
         run_study("cwola", tmp_path / "z", overrides=["label=[10]"], tiny=True)
     with pytest.raises(ConfigError, match=r"unknown key 'corpus\.jets'"):
@@ -433,11 +435,9 @@ def test_report_only_trains_nothing(studies, tmp_path):
 
 def test_probe_scan_compares_every_backbone_with_the_random_one(studies, tmp_path, capsys):
     """The probe of each pre-training and of the random-init control at several label counts."""
-    from hepmpm.studies.probe_scan import main as probe_scan
-
     out = studies["label-efficiency"]
     args = ["--study", str(out), "--labels", "6,12", "--draws", "2", "--score-jets", "9"]
-    assert probe_scan([*args, "--out", str(tmp_path)]) == 0
+    assert main(["study", "probe-scan", *args, "--out", str(tmp_path)]) == 0
     rows = _rows(tmp_path / "probe_vs_labels.csv")
     assert [(r["labels"], r["draw"]) for r in rows] == [
         ("6", "0"),
@@ -455,11 +455,9 @@ def test_probe_scan_compares_every_backbone_with_the_random_one(studies, tmp_pat
 
 def test_rejection_table_per_class_with_the_jets_it_rests_on(studies, tmp_path, capsys):
     """Each run's QCD rejection per signal class on a test sample, and the QCD jets it rests on."""
-    from hepmpm.studies.rejection_table import main as rejection_table
-
     out = studies["label_efficiency_sim_to_real"]
     args = ["--study", str(out), "--sample", "data", "--out", str(tmp_path)]
-    assert rejection_table(args) == 0
+    assert main(["study", "rejection-table", *args]) == 0
     rows = _rows(tmp_path / "rejection_data.csv")
     assert len(rows) == 2 * len(_rows(out / "results.csv"))  # Wqq and Tbqq; QCD is the background
     tested = json.loads((out / "work/runs/finetune-sim/n12/seed0/test_data.json").read_text())
@@ -475,9 +473,9 @@ def test_rejection_table_per_class_with_the_jets_it_rests_on(studies, tmp_path, 
             assert int(row["qcd_passing"]) == round(int(row["qcd_jets"]) / expected)
     printed = capsys.readouterr().out
     assert "| finetune-sim | 12 | 1 |" in printed and "| Wqq | Tbqq |" in printed
-    assert rejection_table(["--study", str(out), "--sample", "nowhere"]) == 2
+    assert main(["study", "rejection-table", "--study", str(out), "--sample", "nowhere"]) == 2
     err = capsys.readouterr().err
-    assert err == f"rejection_table: error: {out}: no run has a test on 'nowhere'\n"
+    assert err == f"hepmpm study rejection-table: error: {out}: no run has a test on 'nowhere'\n"
 
 
 def _fake_study(folder: Path, labelled: dict, rows: list[tuple[str, int, int, float]]) -> Path:
@@ -495,7 +493,7 @@ def test_combine_compares_arms_of_studies_on_the_same_jets_seed_by_seed(tmp_path
     from hepmpm.studies import combine
 
     labelled = {"preset": "sim", "seed": 12}
-    main = _fake_study(
+    main_study = _fake_study(
         tmp_path / "main",
         labelled,
         [
@@ -511,15 +509,23 @@ def test_combine_compares_arms_of_studies_on_the_same_jets_seed_by_seed(tmp_path
         ("scratch", 100, 0, 0.60), ("scratch-b", 100, 0, 0.5), ("scratch-b", 1000, 0, 0.9),
         ("scratch-b", 100, 1, 0.5), ("scratch-b", 1000, 1, 0.9)])  # fmt: skip
     out = tmp_path / "combined"
-    combine.combine(main, [(other, ["scratch-b"])], "scratch", ["scratch-b"], out)
+    combine.combine(main_study, [(other, ["scratch-b"])], "scratch", ["scratch-b"], out)
     paired = {(r["arm"], r["labels"]): r for r in json.loads((out / "paired.json").read_text())}
     assert paired["finetune", 100]["minus_scratch_mean"] == pytest.approx(0.19)
     assert paired["scratch-b", 1000]["minus_scratch_mean"] == pytest.approx(0.10)
     factor = {r["labels"]: r for r in json.loads((out / "label_efficiency.json").read_text())}
     # finetune's 0.81 at 100: > scratch's best (0.80), but scratch-b reaches 0.9 at 1000.
     assert factor[100]["factor"] == "> 10" and factor[100]["best_scratch_factor"] == "4.77"
+    # The command writes the same tables and prints their paths.
+    args = ["study", "combine", "--study", str(main_study), "--with", f"{other}:scratch-b",
+            "--envelope", "scratch-b", "--out", str(tmp_path / "cli")]  # fmt: skip
+    assert main(args) == 0
+    names = ("aggregated", "label_efficiency", "paired")
+    assert capsys.readouterr().out.split() == [str(tmp_path / "cli" / f"{n}.csv") for n in names]
+    for name in names:
+        assert (tmp_path / "cli" / f"{name}.json").read_text() == (out / f"{name}.json").read_text()
     # A run both made (scratch N=100 seed 0) must agree: then the union is taken.
-    combine.combine(main, [(other, ["scratch"])], "scratch", [], out)
+    combine.combine(main_study, [(other, ["scratch"])], "scratch", [], out)
     assert json.loads((out / "aggregated.json").read_text())[0]["seeds"] == 2
     # Another labelled sample, a run that differs, or an arm the other lacks: refused.
     moved = _fake_study(tmp_path / "moved", {"preset": "sim", "seed": 13}, [("b", 100, 0, 0.5)])
@@ -529,6 +535,6 @@ def test_combine_compares_arms_of_studies_on_the_same_jets_seed_by_seed(tmp_path
         ([f"{redone}:scratch"], "scratch N=100 seed 1: accuracy 0.6400 in .*: not the same run"),
         ([f"{other}:nope"], "has no arm nope"),
     ):
-        args = ["--study", str(main), "--out", str(out), "--with", *others]
-        assert combine.main(args) == 2
+        args = ["study", "combine", "--study", str(main_study), "--out", str(out), "--with"]
+        assert main([*args, *others]) == 2
         assert re.search(message, capsys.readouterr().err)

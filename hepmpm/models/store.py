@@ -7,6 +7,9 @@
   feature set, backbone and head configs, the class names of the outputs and the JetClass label
   each output stands for, and the caller's additions (mode, metrics, the training config and its
   hash). Export (:mod:`hepmpm.export`) reads only these two files.
+- A ``model: part`` fine-tuning run (weaver-core's ParT, a reference arm) writes the same two
+  files, its record saying ``"model": "part"`` and ParT's size (:func:`save_part_tagger`):
+  :func:`load_tagger` and export refuse it clearly; :func:`load_run_tagger` loads either kind.
 
 The JSON is written after the weights, so a folder with the record holds a whole model. Weights
 load with ``torch.load(..., weights_only=True)``; a record of another kind of model, another
@@ -28,6 +31,7 @@ from hepmpm.errors import HepmpmError
 from hepmpm.features import FeatureSet, check_recorded_feature_set, feature_set_record
 from hepmpm.models.backbone import Backbone, BackboneConfig
 from hepmpm.models.classifier import HeadConfig, JetTagger
+from hepmpm.models.part import PartConfig, ParTTagger
 from hepmpm.records import read_record
 from hepmpm.weights import load_weights, save_weights
 
@@ -35,6 +39,9 @@ BACKBONE_RECORD, BACKBONE_WEIGHTS = "backbone.json", "backbone.pt"
 BACKBONE_FORMAT = "hepmpm-backbone"
 TAGGER_RECORD, TAGGER_WEIGHTS = "tagger.json", "tagger.pt"
 TAGGER_FORMAT = "hepmpm-tagger"
+
+#: A tagger of either kind: hepmpm's, or weaver-core's ParT (a reference arm).
+Tagger = JetTagger | ParTTagger
 
 _BACKBONE_KEYS = ("format", "feature_set", "backbone", "hepmpm_version")
 _TAGGER_KEYS = (*_BACKBONE_KEYS, "head", "class_names", "labels")
@@ -157,5 +164,50 @@ def load_tagger(
         parse_config(HeadConfig, record["head"], str(source)),
         len(record["class_names"]),
     )
+    load_weights(tagger, directory / TAGGER_WEIGHTS, source)
+    return tagger.eval(), record
+
+
+def save_part_tagger(
+    tagger: ParTTagger,
+    directory: Path,
+    class_names: list[str],
+    labels: list[int],
+    extra: dict[str, Any],
+) -> None:
+    """``tagger.pt`` then ``tagger.json`` of a ParT run: the record says ``"model": "part"``
+    (and ParT's size), so that :func:`load_tagger` and export, which build hepmpm taggers,
+    refuse it clearly."""
+    save_weights(tagger, directory / TAGGER_WEIGHTS)
+    record = {
+        "format": TAGGER_FORMAT,
+        "model": "part",
+        "feature_set": feature_set_record(tagger.feature_set),
+        "part": tagger.config.model_dump(mode="json"),
+        "class_names": list(class_names),
+        "labels": [int(label) for label in labels],
+        "hepmpm_version": __version__,
+    }
+    write_json_atomic(directory / TAGGER_RECORD, {**record, **extra})
+
+
+def load_run_tagger(directory: Path) -> tuple[Tagger, dict[str, Any]]:
+    """The tagger of a fine-tuning folder (evaluation mode, CPU) and its record, of either
+    kind: hepmpm's (:func:`load_tagger`) or a ParT reference run's (its ``tagger.json`` says
+    ``"model": "part"``; needs weaver-core), for evaluating it on other jets
+    (:func:`hepmpm.evaluation.scoring.evaluate_tagger`). Export takes hepmpm taggers only."""
+    directory = Path(directory)
+    source = directory / TAGGER_RECORD
+    record = read_record(
+        source, TAGGER_FORMAT, ("feature_set", "class_names", "labels"),
+        f"{source} is missing: a finished `hepmpm finetune --out DIR` writes it",
+    )  # fmt: skip
+    if record.get("model") != "part":
+        return load_tagger(directory)
+    features = check_recorded_feature_set(
+        record["feature_set"], f"tagger {directory} was trained on", None
+    )
+    config = parse_config(PartConfig, record.get("part", {}), str(source))
+    tagger = ParTTagger(features, config, len(record["class_names"]))
     load_weights(tagger, directory / TAGGER_WEIGHTS, source)
     return tagger.eval(), record

@@ -39,8 +39,8 @@ def arm_scores(
 ) -> dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, list[str]]]:
     """(arm, labels, domain) → scores [N, C], true class positions [N] and class names of that
     tagger on the domain's test split (torch, CPU)."""
+    from hepmpm.evaluation.scoring import test_scores
     from hepmpm.models.store import load_tagger
-    from hepmpm.training.finetune import test_scores
 
     scored = {}
     for arm, n in config.arms():

@@ -1,6 +1,6 @@
 """Label-efficiency tables over the runs of several studies that share their labelled jets.
 
-    python -m hepmpm.studies.combine --study docs/results/label-efficiency-mask60 \\
+    hepmpm study combine --study docs/results/label-efficiency-mask60 \\
         --with docs/results/label-efficiency-budget:scratch-stdin,finetune-stdin,part \\
         --reference scratch --envelope scratch-stdin --out DIR
 
@@ -18,14 +18,13 @@ be the same run reproduced), and writes ``aggregated``, ``label_efficiency`` (wi
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.common import aggregate, run_tool, write_table
+from hepmpm.studies.common import aggregate, write_table
 from hepmpm.studies.label_efficiency import efficiency_rows, paired_rows
 
 #: What must agree between the studies for their runs to compare seed by seed.
@@ -86,32 +85,3 @@ def combine(
         "paired": paired_rows(rows, reference),
     }
     return [write_table(out / name, table)[0] for name, table in tables.items() if table]
-
-
-def _other(text: str) -> tuple[Path, list[str]]:
-    folder, sep, arms = text.rpartition(":")
-    if not sep or not folder or not arms:
-        raise argparse.ArgumentTypeError(f"expected STUDY:ARM,ARM, got {text!r}")
-    return Path(folder), arms.split(",")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", type=Path, required=True, help="the main study folder")
-    parser.add_argument(
-        "--with", dest="others", type=_other, action="append", default=[],
-        help="STUDY:ARM,ARM: arms of another study with the same labelled jets",
-    )  # fmt: skip
-    parser.add_argument("--reference", default="scratch", help="the arm the others compare with")
-    parser.add_argument("--envelope", default="", help="further from-scratch arms, comma-separated")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    envelope = [a for a in args.envelope.split(",") if a]
-    return run_tool(
-        "combine",
-        lambda: print(*combine(args.study, args.others, args.reference, envelope, args.out)),
-    )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,7 +18,6 @@ import csv
 import json
 import math
 import shutil
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -436,17 +435,6 @@ def label_curves(
             mean_std_curves(x, ys, out / f"{value}_vs_labels.png", "labelled jets", label)
         )
     return summary, figures
-
-
-def run_tool(name: str, body: Callable[[], object]) -> int:
-    """Run the ``body`` of a study tool (``python -m hepmpm.studies.NAME``) as the ``hepmpm``
-    command runs its commands: exit code 0, or 2 with a :class:`HepmpmError` as one line."""
-    try:
-        body()
-    except HepmpmError as err:
-        print(f"{name}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def pm(mean: float, std: float, digits: int = 3) -> str:

@@ -163,8 +163,8 @@ def score_truth(
     """AUC, signal efficiency and significance improvement of the A-vs-B tagger in ``run_dir``
     on the truth-labelled test split of ``index``."""
     from hepmpm.data.loader import JetDataset
+    from hepmpm.evaluation.scoring import predict
     from hepmpm.models.store import load_tagger
-    from hepmpm.training.finetune import predict
 
     tagger, _ = load_tagger(run_dir)
     labels = [CLASS_INDEX["QCD"], signal]

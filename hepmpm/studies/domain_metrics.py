@@ -109,7 +109,7 @@ def domain_taggers(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module, dic
     """The tagger of a fine-tuning folder as applied to simulation and as applied to the
     target domain (the same model, unless its input statistics were re-fitted on the target:
     then the simulation one gets its training-domain statistics back), and its record."""
-    from hepmpm.training.finetune import load_run_tagger
+    from hepmpm.models.store import load_run_tagger
 
     target, record = load_run_tagger(run_dir)
     source = record.get("adaptation", {}).get("source_input_statistics")
@@ -150,7 +150,7 @@ def run_domain_metrics(
     measured) and the :func:`scale_factor_values` (``sf`` None: none) of the tagger in
     ``run_dir``, against the labelled skim's test split; kept in ``run_dir/domain_NAME.json``
     (``report_only``: only those already there)."""
-    from hepmpm.training.finetune import test_scores
+    from hepmpm.evaluation.scoring import test_scores
 
     found: dict[str, dict[str, float]] = {}
     loaded = None
@@ -176,7 +176,7 @@ def run_domain_metrics(
 
 
 def _load(run_dir: Path, labelled: Path) -> tuple[Any, Any, dict[str, Any], tuple]:
-    from hepmpm.training.finetune import test_scores
+    from hepmpm.evaluation.scoring import test_scores
 
     sim_tagger, target_tagger, record = domain_taggers(run_dir)
     sim_scores = test_scores(sim_tagger, labelled, record["labels"], "test")

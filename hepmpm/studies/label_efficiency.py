@@ -379,7 +379,8 @@ def run_name(arm: str, labels: int, seed: int, lr: float | None) -> str:
 def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dict[str, Any]:
     """The metrics of the tagger in ``run_dir`` on every jet of each of ``skims`` (name -> skim
     folder of a test sample), kept in ``run_dir/test_NAME.json``; ``report_only``: only those."""
-    from hepmpm.training.finetune import evaluate_tagger, load_run_tagger
+    from hepmpm.evaluation.scoring import evaluate_tagger
+    from hepmpm.models.store import load_run_tagger
 
     found, loaded = {}, None
     for name, skim in skims.items():

@@ -1,6 +1,6 @@
 """The linear probe of a label-efficiency study's backbones against the number of probe labels.
 
-    python -m hepmpm.studies.probe_scan --study results/label-efficiency \\
+    hepmpm study probe-scan --study results/label-efficiency \\
         [--labels 100,300,1000,3000] [--draws 3] [--score-jets 2000] [--out DIR]
 
 For every backbone in ``work/pretrain/`` (each pre-training, and ``random``: the same
@@ -16,7 +16,6 @@ prints the mean ± std table.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.common import pm, run_tool, spread, write_table
+from hepmpm.studies.common import pm, spread
 
 
 def probe_scan(
@@ -60,25 +59,3 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         cells = [pm(float(np.mean(v)), spread(v)) for v in values.values()]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", type=Path, required=True, help="label-efficiency study folder")
-    parser.add_argument("--labels", default="100,300,1000,3000", help="probe label counts")
-    parser.add_argument("--draws", type=int, default=3, help="draws of the jets per count")
-    parser.add_argument("--score-jets", type=int, default=2000, help="val jets scored")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: --study)")
-    args = parser.parse_args(argv)
-    counts = [int(n) for n in args.labels.split(",")]
-
-    def report() -> None:
-        rows = probe_scan(args.study, counts, args.draws, args.score_jets)
-        write_table((args.out or args.study) / "probe_vs_labels.csv", rows)
-        print("\n".join(summary(rows)))
-
-    return run_tool("probe_scan", report)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Per-class QCD rejection of every run of a label-efficiency study, with what it rests on.
 
-    python -m hepmpm.studies.rejection_table --study results/label-efficiency [--sample big]
+    hepmpm study rejection-table --study results/label-efficiency [--sample big]
 
 A study's tables quote the *mean* over signal classes of the QCD rejection at 50 % signal
 efficiency, which the largest class dominates, and which on a test split of ~1000 QCD jets rests
@@ -16,10 +16,8 @@ markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import numpy as np
 
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.metrics import BACKGROUND
-from hepmpm.studies.common import pm, run_tool, spread, write_table
+from hepmpm.studies.common import pm, spread
 from hepmpm.studies.label_efficiency import run_name
 
 
@@ -85,24 +83,3 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
             cells.append(f"{pm(float(np.mean(values)), spread(values), 1)} ({passing})")
         lines.append(f"| {arm} | {n} | {seeds} | " + " | ".join(cells) + " |")
     return lines
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", type=Path, required=True, help="label-efficiency study folder")
-    parser.add_argument(
-        "--sample", default="test", help="'test' (the test split) or a test_samples name"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: --study)")
-    args = parser.parse_args(argv)
-
-    def report() -> None:
-        rows = rejection_rows(args.study, args.sample)
-        write_table((args.out or args.study) / f"rejection_{args.sample}.csv", rows)
-        print("\n".join(summary(rows)))
-
-    return run_tool("rejection_table", report)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Ship a pre-training of a label-efficiency study as a packaged backbone (maintainers' tool).
 
-    python -m hepmpm.studies.ship_backbone --study results/label-efficiency \\
+    hepmpm pretrained ship --study results/label-efficiency \\
         --pretraining pretrain --name compact-sim4
 
 copies ``backbone.pt``, ``backbone.json`` and ``mpm.pt`` of the study's pre-training into
@@ -11,17 +11,15 @@ sha256 of every file. The study itself is the one command that makes the weights
 pre-training made elsewhere (the GPU lease, benchmarks/gpu_lease.sh) ships with its corpus and
 command named::
 
-    python -m hepmpm.studies.ship_backbone --pretrain DIR --name NAME \\
+    hepmpm pretrained ship --pretrain DIR --name NAME \\
         --corpus preset=sim,classes=QCD+Hbb+Wqq+Tbqq,jets_per_class=25000,seed=51 \\
         --made-by "benchmarks/gpu_lease.sh (...)"
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,6 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.plots import read_lightning_metrics
 from hepmpm.pretrained import CARD, ROOT, sha256
-from hepmpm.studies.common import run_tool
 
 FILES = ("backbone.pt", "backbone.json", "mpm.pt")
 
@@ -115,40 +112,3 @@ def ship(source: Path, card: dict[str, Any], name: str, root: Path = ROOT) -> Pa
     card["sha256"] = {file: sha256(target / file) for file in FILES}
     write_json_atomic(target / CARD, card)
     return target
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--study", type=Path, help="label-efficiency study folder")
-    source.add_argument(
-        "--pretrain", type=Path, help="a pre-training folder made outside a study (with --corpus)"
-    )
-    parser.add_argument("--pretraining", default="pretrain", help="with --study: which one")
-    parser.add_argument(
-        "--corpus", help="with --pretrain: preset=P,classes=A+B,jets_per_class=N,seed=S"
-    )
-    parser.add_argument("--made-by", help="with --pretrain: the command that made it")
-    parser.add_argument("--name", required=True, help="the shipped name (pretrained:NAME)")
-    args = parser.parse_args(argv)
-    if args.pretrain and not (args.corpus and args.made_by):
-        parser.error("--pretrain needs --corpus and --made-by")
-
-    def body() -> None:
-        if args.study:
-            folder, card = study_card(args.study, args.pretraining)
-        else:
-            corpus = parse_corpus(args.corpus)
-            folder = args.pretrain
-            card = make_card(
-                folder, corpus, corpus["classes"],
-                "a labelled sample the corpus does not contain (train split to fit, val split "
-                "to score)", args.made_by,
-            )  # fmt: skip
-        print(ship(folder, card, args.name))
-
-    return run_tool("ship_backbone", body)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,8 +15,10 @@ Three modes (``FinetuneConfig.mode``):
 ``model: part`` trains weaver-core's Particle Transformer (:class:`~hepmpm.models.part.ParTTagger`,
 sized by the ``part`` section) instead of a hepmpm tagger, from scratch only: a reference arm on
 the same labels, test jets, step budget and best-validation checkpoint. Its folder has
-``tagger.pt`` and a ``tagger.json`` that says ``"model": "part"`` (export and
-:func:`~hepmpm.models.store.load_tagger` read hepmpm taggers only).
+``tagger.pt`` and a ``tagger.json`` that says ``"model": "part"``
+(:func:`~hepmpm.models.store.save_part_tagger`; export and
+:func:`~hepmpm.models.store.load_tagger` read hepmpm taggers only,
+:func:`~hepmpm.models.store.load_run_tagger` either kind).
 
 ``labels: N`` trains on a class-balanced subset of N jets of the train split
 (:meth:`hepmpm.data.index.JetIndex.select`, chosen by the seed); training runs ``max_steps``
@@ -32,7 +34,7 @@ validations without a better ``val/loss``, so no arm trains far past its best po
 Output folder: ``checkpoints/{last,best}.ckpt`` (Lightning, for ``--resume``), ``logs/`` (CSV),
 ``run.json``, ``config.yaml`` (the resolved config), and at the end ``tagger.pt`` +
 ``tagger.json`` and ``metrics.json`` (test-split metrics of the evaluated weights,
-:func:`hepmpm.evaluation.metrics.classification_metrics`; an unbounded rejection is ``Infinity``;
+:func:`hepmpm.evaluation.scoring.evaluate_tagger`; an unbounded rejection is ``Infinity``;
 ``best_step`` says which step they come from).
 """
 
@@ -52,24 +54,17 @@ from hepmpm import __version__
 from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel, parse_config, resolve_config
 from hepmpm.data.index import UNKNOWN_LABEL, JetIndex
-from hepmpm.data.loader import JetDataset, make_dataloader
+from hepmpm.data.loader import JetDataset
 from hepmpm.errors import ConfigError, HepmpmError
-from hepmpm.evaluation.metrics import classification_metrics
-from hepmpm.features import check_recorded_feature_set, feature_set_record, get_feature_set
+from hepmpm.evaluation.scoring import evaluate_tagger
+from hepmpm.features import get_feature_set
 from hepmpm.jetclass import CLASS_INDEX, CLASS_NAMES, parse_classes
 from hepmpm.models.backbone import Backbone, BackboneConfig, count_parameters
 from hepmpm.models.classifier import HeadConfig, JetTagger
 from hepmpm.models.part import PartConfig, ParTTagger
-from hepmpm.models.store import (
-    TAGGER_FORMAT,
-    TAGGER_RECORD,
-    TAGGER_WEIGHTS,
-    load_backbone,
-    load_tagger,
-    save_tagger,
-)
+from hepmpm.models.store import Tagger, load_backbone, save_part_tagger, save_tagger
 from hepmpm.pretrained import resolve_backbone
-from hepmpm.records import read_record, settings_hash
+from hepmpm.records import settings_hash
 from hepmpm.training.adaptation import AdaptationConfig, check_levers, check_target
 from hepmpm.training.adapted import (
     Adaptation,
@@ -91,9 +86,7 @@ from hepmpm.training.runs import (
 )
 from hepmpm.training.schedule import OptimizerConfig, adamw_stepwise, decay_groups, lr_factor
 from hepmpm.training.statistics import particle_sample
-from hepmpm.weights import load_weights, read_torch_file, save_weights
-
-Tagger = JetTagger | ParTTagger
+from hepmpm.weights import read_torch_file
 
 #: What a resumed run must share with the run in its folder (keys of ``run.json``).
 RESUMED_KEYS = (
@@ -477,63 +470,6 @@ class FinetuneDataModule(JetDataModule):
         )  # fmt: skip
 
 
-@torch.no_grad()
-def predict(
-    tagger: Tagger, dataset: JetDataset, device: torch.device | str = "cpu"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities [N, C] (float32, softmax) and JetClass labels [N] of every jet of
-    ``dataset``, in its order (the tagger is left in evaluation mode on ``device``)."""
-    tagger.eval().to(device)
-    scores, labels = [], []
-    for batch in make_dataloader(dataset):
-        logits, _ = tagger(batch.features.to(device), batch.mask.to(device))
-        scores.append(logits.float().softmax(-1).cpu().numpy())
-        labels.append(batch.labels.numpy())
-    return np.concatenate(scores), np.concatenate(labels)
-
-
-def n_outputs(tagger: Tagger) -> int:
-    """The number of classes C a tagger scores."""
-    # JetTagger has no attribute for it (yet): its head's final layer says.
-    if isinstance(tagger, ParTTagger):
-        return tagger.n_outputs
-    return tagger.head.classify.out_features
-
-
-def test_scores(
-    tagger: Tagger,
-    data: Path | JetIndex,
-    labels: list[int],
-    split: str | None = "test",
-    domains: list[str] | None = None,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Scores [N, C] of ``tagger`` on the jets of ``split`` (``None``: all) and ``domains`` of a
-    skim folder (or its index) whose label is one of ``labels`` (the JetClass label of each
-    tagger output, as in ``tagger.json``), their true output positions [N] (0..C-1) and the
-    class names [C]: the inputs of :func:`~hepmpm.evaluation.metrics.classification_metrics`."""
-    index = data if isinstance(data, JetIndex) else JetIndex.from_skim(data)
-    if n_outputs(tagger) != len(labels):
-        raise HepmpmError(
-            f"the tagger has {n_outputs(tagger)} outputs, but {len(labels)} labels were given"
-        )
-    dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains)
-    scores, truth = predict(tagger, dataset, device)
-    position = np.full(len(CLASS_NAMES), -1, dtype=np.int64)
-    position[labels] = np.arange(len(labels))
-    return scores, position[truth], [CLASS_NAMES[label] for label in labels]
-
-
-def evaluate_tagger(
-    tagger: Tagger, data: Path | JetIndex, labels: list[int], *where: Any, **how: Any
-) -> dict[str, Any]:
-    """Metrics (:func:`~hepmpm.evaluation.metrics.classification_metrics`) of ``tagger`` on the
-    jets :func:`test_scores` scores (``where``/``how``: its ``split``, ``domains``,
-    ``batch_size``, ``device``)."""
-    return classification_metrics(*test_scores(tagger, data, labels, *where, **how))
-
-
 def _chosen_labels(config: FinetuneConfig, index: JetIndex) -> list[int]:
     """JetClass labels of the chosen classes (config, else every labelled class of the skim)."""
     if config.classes is not None:
@@ -576,51 +512,6 @@ def _best_score(trainer: L.Trainer) -> float | None:
     in a study), ``None`` without a validation."""
     score = trainer.checkpoint_callback.best_model_score
     return None if score is None else float(score)
-
-
-def _save_part(
-    tagger: ParTTagger,
-    out: Path,
-    class_names: list[str],
-    labels: list[int],
-    extra: dict[str, Any],
-) -> None:
-    """``tagger.pt`` then ``tagger.json`` of a ParT run: the record says ``"model": "part"``
-    (and ParT's size), so that :func:`~hepmpm.models.store.load_tagger` and export, which build
-    hepmpm taggers, refuse it clearly."""
-    save_weights(tagger, out / TAGGER_WEIGHTS)
-    record = {
-        "format": TAGGER_FORMAT,
-        "model": "part",
-        "feature_set": feature_set_record(tagger.feature_set),
-        "part": tagger.config.model_dump(mode="json"),
-        "class_names": list(class_names),
-        "labels": [int(label) for label in labels],
-        "hepmpm_version": __version__,
-    }
-    write_json_atomic(out / TAGGER_RECORD, {**record, **extra})
-
-
-def load_run_tagger(directory: Path) -> tuple[Tagger, dict[str, Any]]:
-    """The tagger of a fine-tuning folder (evaluation mode, CPU) and its record, of either
-    kind: hepmpm's (:func:`~hepmpm.models.store.load_tagger`) or a ParT reference run's (its
-    ``tagger.json`` says ``"model": "part"``; needs weaver-core), for evaluating it on other
-    jets (:func:`evaluate_tagger`). Export takes hepmpm taggers only."""
-    directory = Path(directory)
-    source = directory / TAGGER_RECORD
-    record = read_record(
-        source, TAGGER_FORMAT, ("feature_set", "class_names", "labels"),
-        f"{source} is missing: a finished `hepmpm finetune --out DIR` writes it",
-    )  # fmt: skip
-    if record.get("model") != "part":
-        return load_tagger(directory)
-    features = check_recorded_feature_set(
-        record["feature_set"], f"tagger {directory} was trained on", None
-    )
-    config = parse_config(PartConfig, record.get("part", {}), str(source))
-    tagger = ParTTagger(features, config, len(record["class_names"]))
-    load_weights(tagger, directory / TAGGER_WEIGHTS, source)
-    return tagger.eval(), record
 
 
 def config_hash(config: FinetuneConfig) -> str:
@@ -807,7 +698,7 @@ def run_finetune(
             **adapted,
         }
         if isinstance(module.tagger, ParTTagger):
-            _save_part(module.tagger, out, class_names, chosen, extra)
+            save_part_tagger(module.tagger, out, class_names, chosen, extra)
         else:
             save_tagger(module.tagger, out, class_names, chosen, config.head, extra=extra)
         write_json_atomic(out / "metrics.json", metrics)
