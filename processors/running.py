@@ -315,6 +315,7 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
     else of a local cluster of ``workers`` single-threaded processes, for as long as the
     block lasts (the skim's ``dask`` executor, a study's fine-tunings)."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise HepmpmError("running on Dask needs `pip install 'hepmpm[dask]'`") from None
@@ -323,6 +324,8 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             yield client
         return
     with (
+        # Not daemons: a fine-tuning's data loader may start worker processes of its own.
+        dask.config.set({"distributed.worker.daemon": False}),
         # The workers' own logs (a failed task's traceback) stay quiet: the error reaches the
         # client, which reports it (a bad input in one line).
         LocalCluster(
