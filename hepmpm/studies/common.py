@@ -1,5 +1,6 @@
-"""What the studies share: typed configs, cached samples and skims, pre-training, fine-tuning
-runs, result tables (one row per arm × point × seed, then mean ± std) and the summary page.
+"""What the studies share: typed configs, the study folder (where each step of
+:mod:`hepmpm.pipeline` writes: samples, skims, pre-trainings, fine-tuning runs), result tables
+(one row per arm × point × seed, then mean ± std) and the summary page.
 
 A study folder ``OUT`` holds the results (``results.csv/json``, ``aggregated.csv/json``),
 the plots, ``summary.md``/``summary.html`` and ``work/``: generated samples (unless
