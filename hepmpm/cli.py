@@ -689,7 +689,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     dask = parser.add_mutually_exclusive_group()
     dask.add_argument(
-        "--workers", type=_positive_int,
+        "--workers", type=_positive_int, metavar="N",
         help="fine-tune on a local Dask cluster of N single-threaded workers (the same results)",
     )  # fmt: skip
     dask.add_argument(
