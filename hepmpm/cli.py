@@ -694,10 +694,11 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
+    from hepmpm.pipeline import Pipeline
     from hepmpm.quickstart import load_profile, run_quickstart
 
     config = load_profile(args.profile, args.overrides)
-    page = run_quickstart(config, args.out, show_progress=not args.no_progress)
+    page = run_quickstart(config, args.out, Pipeline(progress=not args.no_progress))
     print(f"report: {page} (and {page.with_suffix('.md')})")
     return 0
 
@@ -743,6 +744,15 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
         "--report-only", action="store_true",
         help="train nothing: tables and plots of the runs complete so far (label-efficiency)",
     )  # fmt: skip
+    dask = parser.add_mutually_exclusive_group()
+    dask.add_argument(
+        "--workers", type=_positive_int, metavar="N",
+        help="fine-tune on a local Dask cluster of N single-threaded workers (the same results)",
+    )  # fmt: skip
+    dask.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT",
+        help="fine-tune on a running Dask cluster (the same results)",
+    )  # fmt: skip
     _add_overrides(parser, "config", "seeds=[0,1,2,3]")
     _add_progress(parser)
     parser.set_defaults(run=_run_study)
@@ -753,7 +763,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
     summary = run_study(
         args.name, args.out, args.config, args.overrides, args.tiny, not args.no_progress,
-        report_only=args.report_only,
+        report_only=args.report_only, workers=args.workers, scheduler=args.scheduler,
     )  # fmt: skip
     print(f"summary: {summary} (and {summary.with_suffix('.html')})")
     return 0

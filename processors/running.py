@@ -278,7 +278,7 @@ def make_runner(
             )
         else:
             run_executor = processor.DaskExecutor(
-                client=stack.enter_context(_dask_client(workers, scheduler)),
+                client=stack.enter_context(dask_client(workers, scheduler)),
                 status=show_progress,
             )
         if not show_progress:
@@ -310,16 +310,22 @@ def make_runner(
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A ``distributed`` client of the running cluster at ``scheduler`` (``tcp://HOST:PORT``),
+    else of a local cluster of ``workers`` single-threaded processes, for as long as the
+    block lasts (the skim's ``dask`` executor, a study's fine-tunings)."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
-        raise HepmpmError("the dask executor needs `pip install 'hepmpm[dask]'`") from None
+        raise HepmpmError("running on Dask needs `pip install 'hepmpm[dask]'`") from None
     if scheduler:
         with Client(scheduler) as client:
             yield client
         return
     with (
+        # Not daemons: a fine-tuning's data loader may start worker processes of its own.
+        dask.config.set({"distributed.worker.daemon": False}),
         # The workers' own logs (a failed task's traceback) stay quiet: the error reaches the
         # client, which reports it (a bad input in one line).
         LocalCluster(

@@ -37,7 +37,10 @@ def test_help_lists_every_shipped_config(command, folder, capsys):
 
 
 def test_quickstart_help_describes_its_steps(capsys, tmp_path):
-    from hepmpm.quickstart.chain import Layout, load_profile, plan
+    from hepmpm.pipeline import Pipeline
+    from hepmpm.quickstart import load_profile
+    from hepmpm.quickstart.chain import plan
+    from hepmpm.quickstart.layout import Layout
 
     text = help_text("quickstart", capsys)
     # The chain fits no tokenizer: its pre-training targets are features and particle ids.
@@ -45,7 +48,7 @@ def test_quickstart_help_describes_its_steps(capsys, tmp_path):
     for profile in ("tiny", "default"):
         config = load_profile(profile)
         assert config.pretrain.init is not None
-        titles = [step.title for step in plan(config, Layout(tmp_path), progress=False)]
+        titles = [step.title for step in plan(Pipeline(progress=False), config, Layout(tmp_path))]
         for title in titles:
             verb = title.split()[0]  # generate, skim, pre-train, fine-tune, train, export, ...
             assert verb in text.lower(), f"quickstart --help does not mention {verb!r} ({title})"

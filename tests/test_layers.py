@@ -1,7 +1,8 @@
-"""The package's layers import downward only: a lower layer never reaches an application.
+"""The package's layers import downward only: a lower layer never reaches an application,
+and no module reaches itself through others (the import graph has no circle).
 
-Each module's hepmpm imports (at any depth, lazy ones included) are checked against the layers
-below it, read from the source with ``ast``; ``processors/`` and ``export/`` are installed as
+Each module's hepmpm imports (at any depth, lazy ones and ``TYPE_CHECKING`` ones included) are
+read from the source with ``ast``; ``processors/`` and ``export/`` are installed as
 ``hepmpm.processors`` and ``hepmpm.export``.
 """
 
@@ -32,6 +33,20 @@ ALLOWED = {
     "processors": {"data", "models", "export"},
     "training": {"data", "models", "tokenizers", "evaluation", "pretrained"},
     "calibration": {"evaluation"},
+    # The cached steps of the quickstart and the studies: below them, above what each step runs.
+    "pipeline": {
+        "data",
+        "models",
+        "tokenizers",
+        "training",
+        "evaluation",
+        "pretrained",
+        "generate",
+        "export",
+        "processors",
+        "skim",
+        "tag",
+    },
 }
 #: Applications: may import anything below them, and nothing in ALLOWED imports them.
 APPLICATIONS = {"studies", "quickstart", "cli", "__main__", "skim", "tag"}
@@ -42,6 +57,32 @@ def _modules() -> list[tuple[str, Path]]:
              for p in (ROOT / "hepmpm").rglob("*.py")]  # fmt: skip
     found += [(top, p) for top in ("processors", "export") for p in (ROOT / top).rglob("*.py")]
     return found
+
+
+def _module_name(path: Path) -> str:
+    """The dotted name ``path`` installs as (``hepmpm.quickstart.chain``, ``hepmpm.export``)."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[0] != "hepmpm":
+        parts.insert(0, "hepmpm")
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The hepmpm modules (of ``known``) that ``path`` imports: for ``from PACKAGE import
+    NAME``, the submodule ``PACKAGE.NAME`` when there is one, else the package (hepmpm uses
+    no relative imports)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                for a in node.names
+            }
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names & known
 
 
 def _is_module(name: str) -> bool:
@@ -82,3 +123,24 @@ def test_the_foundation_imports_only_itself():
     for name in FOUNDATION - {"__init__"}:
         path = ROOT / "hepmpm" / f"{name}.py"
         assert _imported(path) <= FOUNDATION, f"{name}.py imports {_imported(path) - FOUNDATION}"
+
+
+def test_the_import_graph_has_no_circle():
+    paths = {_module_name(p): p for _, p in _modules()}
+    known = set(paths)
+    graph = {name: _imported_modules(path, known) - {name} for name, path in paths.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for other in sorted(graph[name]):
+            if state.get(other) == 1:
+                circle = [*path[path.index(other) :], other]
+                pytest.fail("import circle: " + " -> ".join(circle))
+            if other not in state:
+                visit(other, [*path, other])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

@@ -399,6 +399,7 @@ def test_study_samples_keep_every_file_of_a_class(tmp_path, monkeypatch):
     from functools import partial
 
     from hepmpm.generate import sample as sample_module
+    from hepmpm.pipeline import Pipeline
     from hepmpm.studies.common import SampleConfig, StudyConfig, StudyFolder, sample_paths
     from hepmpm.training.stages import Stage
 
@@ -406,10 +407,10 @@ def test_study_samples_keep_every_file_of_a_class(tmp_path, monkeypatch):
         sample_module, "SampleRequest", partial(sample_module.SampleRequest, jets_per_file=20)
     )
     config = StudyConfig(seeds=[0], pretrain=Stage(config="tiny"), finetune=Stage(config="tiny"))
-    folder = StudyFolder(tmp_path / "study", config, "test")
-    files = folder.sample(SampleConfig(classes=["QCD", "Wqq"], jets_per_class=50, seed=3), False)
+    folder = StudyFolder(tmp_path / "study", config, "test", Pipeline(progress=False))
+    files = folder.sample(SampleConfig(classes=["QCD", "Wqq"], jets_per_class=50, seed=3))
     assert {c: len(f) for c, f in files.items()} == {"QCD": 3, "Wqq": 3}
-    skim = folder.skim("all", sample_paths(files), "sim", False)
+    skim = folder.skim("all", sample_paths(files), "sim")
     assert len(JetIndex.from_skim(skim)) == 100
     assert sample_paths(files, ["Wqq"]) == files["Wqq"]
 
@@ -538,3 +539,21 @@ def test_combine_compares_arms_of_studies_on_the_same_jets_seed_by_seed(tmp_path
         args = ["study", "combine", "--study", str(main_study), "--out", str(out), "--with"]
         assert main([*args, *others]) == 2
         assert re.search(message, capsys.readouterr().err)
+
+
+def test_fine_tunings_on_a_dask_cluster_give_the_sequential_results(studies, tmp_path):
+    """The label-efficiency study's fine-tunings on a local cluster of two single-threaded
+    worker processes (by its scheduler's address, as ``--scheduler``): the same table."""
+    distributed = pytest.importorskip("distributed")
+    out = studies["label-efficiency"]
+    share = f"samples_dir={out.parent / 'samples'}"
+    lines = []
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        run_study("label-efficiency", tmp_path / "dask", overrides=[share], tiny=True,
+                  show_progress=False, echo=lines.append, scheduler=address)  # fmt: skip
+    assert any("runs on tcp://" in line for line in lines), lines
+    expected = json.loads((out / "results.json").read_text())
+    assert json.loads((tmp_path / "dask" / "results.json").read_text()) == expected

@@ -12,15 +12,14 @@ label-efficiency study's to measure.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from hepmpm.evaluation.metrics import mean_rejection_of_scores as _rejection
 from hepmpm.evaluation.uncertainty import binomial_error, bootstrap
-
-if TYPE_CHECKING:
-    from hepmpm.quickstart.chain import Layout, QuickstartConfig
+from hepmpm.quickstart.config import QuickstartConfig
+from hepmpm.quickstart.layout import Layout
 
 DOMAINS = ("sim", "data")
 #: Bootstrap resamples of every rejection and difference (seconds on 1000 test jets).

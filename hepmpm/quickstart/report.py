@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -24,10 +24,9 @@ from hepmpm.evaluation import plots
 from hepmpm.evaluation.metrics import classification_metrics
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.models.store import read_tagger_record
+from hepmpm.quickstart.config import QuickstartConfig
 from hepmpm.quickstart.gain import arm_scores, curves_vs_labels, gain_lines, gain_rows, gain_table
-
-if TYPE_CHECKING:
-    from hepmpm.quickstart.chain import Layout, QuickstartConfig
+from hepmpm.quickstart.layout import Layout
 
 DOMAINS = ("sim", "data")
 

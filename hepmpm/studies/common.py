@@ -1,5 +1,6 @@
-"""What the studies share: typed configs, cached samples and skims, pre-training, fine-tuning
-runs, result tables (one row per arm × point × seed, then mean ± std) and the summary page.
+"""What the studies share: typed configs, the study folder (where each step of
+:mod:`hepmpm.pipeline` writes: samples, skims, pre-trainings, fine-tuning runs), result tables
+(one row per arm × point × seed, then mean ± std) and the summary page.
 
 A study folder ``OUT`` holds the results (``results.csv/json``, ``aggregated.csv/json``),
 the plots, ``summary.md``/``summary.html`` and ``work/``: generated samples (unless
@@ -17,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -40,6 +40,7 @@ from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.pages import Section
 from hepmpm.generate.sample import GeneratedSample
 from hepmpm.jetclass import CLASS_NAMES
+from hepmpm.pipeline import FinetuneRun, Pipeline
 from hepmpm.records import claim_folder
 from hepmpm.training.stages import Stage, check_stage
 
@@ -179,13 +180,20 @@ def _gains(before: Any, after: Any) -> bool:
 
 
 class StudyFolder:
-    """The output folder of a study and its cached work (see the module docstring)."""
+    """The output folder of a study and where its steps write (see the module docstring); the
+    steps are the ``pipeline``'s."""
 
     def __init__(
-        self, out: Path, config: StudyConfig, name: str, report_only: bool = False
+        self,
+        out: Path,
+        config: StudyConfig,
+        name: str,
+        pipeline: Pipeline,
+        report_only: bool = False,
     ) -> None:
         #: Start no training: runs not yet complete are reported missing (``None`` metrics).
         self.report_only = report_only
+        self.pipeline = pipeline
         self.root = Path(out)
         self.config = config
         self.work = self.root / "work"
@@ -193,14 +201,14 @@ class StudyFolder:
         settings = config.model_dump(mode="json")
         claim_folder(self.root, "study.json", f"study {name}", settings, extension_conflict)
 
-    def sample(self, spec: SampleConfig, progress: bool) -> dict[str, list[Path]]:
+    def sample(self, spec: SampleConfig) -> dict[str, list[Path]]:
         """Generate (or complete) ``spec``; its ROOT files per class (several when a class has
         more jets than one file holds). Samples of the same preset,
         size and seed share one folder, whatever classes each study asks for (a file's jets
         depend only on the seed, class and file number). Not safe for concurrent studies.
         ``report_only``: generate nothing (a study checked while it generates)."""
         from hepmpm.generate.preset import load_preset
-        from hepmpm.generate.sample import SampleRequest, generate_sample
+        from hepmpm.generate.sample import SampleRequest
 
         folder = self.samples / f"{spec.preset}-j{spec.jets_per_class}-s{spec.seed}"
         # Ask for the classes already there too: the sample's manifest lists what a request
@@ -220,16 +228,16 @@ class StudyFolder:
         if self.report_only:  # generate nothing: the files the sample holds when complete
             tasks = request.tasks()
             return {c: [Path(t.path) for t in tasks if t.class_name == c] for c in spec.classes}
-        manifest = generate_sample(request, show_progress=progress)
+        manifest = self.pipeline.generate(request)
         files: dict[str, list[Path]] = {}
         for name, entry in sorted(manifest["files"].items()):
             files.setdefault(entry["class"], []).append(folder / name)
         return {c: files[c] for c in spec.classes}
 
-    def skim(self, name: str, files: Iterable[Path], domain: str | None, progress: bool) -> Path:
+    def skim(self, name: str, files: Iterable[Path], domain: str | None) -> Path:
         """Skim ``files`` into ``work/skims/NAME`` (kept when complete with the same inputs);
         ``domain`` None: each file's is the preset of the sample it belongs to."""
-        from hepmpm.skim import SkimRequest, run_skim
+        from hepmpm.skim import SkimRequest
 
         out = self.work / "skims" / name
         if self.report_only:  # skim nothing: what reads it later reads only finished runs
@@ -237,32 +245,26 @@ class StudyFolder:
         request = SkimRequest(
             inputs=sorted(files), out=out, feature_set=self.config.feature_set, domain=domain
         )
-        run_skim(request, show_progress=progress)
+        self.pipeline.skim(request)
         return out
 
     def random_backbone(self, name: str, skim: Path) -> Path:
         """The pre-training stage's backbone at random initialisation (``pretrain_seed``) in
         ``work/pretrain/NAME``: the control arm of what pre-training adds."""
-        from hepmpm.training.pretrain import save_random_backbone
-
         out = self.work / "pretrain" / name
-        if not (out / "backbone.json").is_file() and not self.report_only:
-            stage = self.config.pretrain
-            save_random_backbone(
-                stage.config, skim, out, overrides=stage.overrides, seed=self.config.pretrain_seed
-            )
-        return out
+        if self.report_only:
+            return out
+        return self.pipeline.random_backbone(
+            self.config.pretrain, skim, out, self.config.pretrain_seed
+        )
 
-    def pretrain(
-        self, name: str, skim: Path, progress: bool, extra_overrides: Sequence[str] = ()
-    ) -> Path:
+    def pretrain(self, name: str, skim: Path, extra_overrides: Sequence[str] = ()) -> Path:
         """Pre-train once on ``skim`` (labels unused) into ``work/pretrain/NAME``, fitting the
         study's tokenizer first when its targets need tokens; kept once ``backbone.json``
         exists. ``extra_overrides`` follow the stage's own (a variant's lever, the probe's
         skim)."""
         from hepmpm.models.mpm import TOKEN_TARGETS
-        from hepmpm.training.pretrain import PretrainConfig, run_pretrain
-        from hepmpm.training.runs import last_checkpoint
+        from hepmpm.training.pretrain import PretrainConfig
 
         out = self.work / "pretrain" / name
         if (out / "backbone.json").is_file() or self.report_only:
@@ -274,71 +276,46 @@ class StudyFolder:
             *extra_overrides,
         ]
         config = resolve_config(PretrainConfig, stage.config, "pretrain", overrides)
-        tokenizer_dir = None  # without a tokenizer: stage, run_pretrain names what is missing
+        tokenizer = None  # without a tokenizer: stage, run_pretrain names what is missing
         if self.config.tokenizer is not None and set(config.mpm.targets) & set(TOKEN_TARGETS):
-            tokenizer_dir = self._tokenizer(self.config.tokenizer, skim, progress)
-        resume = last_checkpoint(out).is_file()
-        if not resume:
-            shutil.rmtree(out, ignore_errors=True)  # an attempt stopped before its first checkpoint
-        run_pretrain(
-            config, skim, out, tokenizer_dir=tokenizer_dir, resume=resume, show_progress=progress
-        )
+            # Every pre-training with a token target shares it: its variants then differ by
+            # their lever only.
+            tokenizer = self.pipeline.tokenizer(
+                self.config.tokenizer, skim, self.work / "tokenizer"
+            )
+        self.pipeline.pretrain(config, skim, out, tokenizer=tokenizer)
         return out
 
-    def _tokenizer(self, stage: Stage, skim: Path, progress: bool) -> Path:
-        """The study's tokenizer, fitted once on ``skim`` into ``work/tokenizer`` (every
-        pre-training with a token target shares it: its variants then differ by their lever
-        only)."""
-        from hepmpm.training.tokenizer import load_tokenizer_config, run_tokenizer
-
-        out = self.work / "tokenizer"
-        if not (out / "tokenizer.json").is_file():
-            shutil.rmtree(out, ignore_errors=True)
-            config = load_tokenizer_config(stage.config, stage.overrides)
-            run_tokenizer(config, skim, out, resume=True, show_progress=progress)
-        return out
-
-    def finetune(
+    def run(
         self,
-        run: str,
+        name: str,
         skim: Path,
         backbone: Path | None,
         mode: str,
         labels: int | None,
         classes: list[str],
         seed: int,
-        progress: bool,
         stage: Stage | None = None,
-    ) -> tuple[Path, dict[str, Any] | None]:
-        """One fine-tuning run in ``work/runs/RUN`` (kept once its ``metrics.json`` exists;
-        with ``report_only``, ``None`` metrics for a run not complete):
-        the folder and :func:`~hepmpm.training.finetune.run_finetune`'s metrics. ``stage``:
-        the fine-tuning stage (default: the study's)."""
-        from hepmpm.training.finetune import run_finetune
-
-        out = self.work / "runs" / run
-        done = out / "metrics.json"
-        if done.is_file():
-            return out, json.loads(done.read_text())
-        if self.report_only:
-            return out, None
-        shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts over (seconds-scale)
-        stage = stage or self.config.finetune
-        metrics = run_finetune(
-            stage.config,
-            skim,
-            out,
-            backbone_dir=None if mode == "scratch" else backbone,
+    ) -> FinetuneRun:
+        """The fine-tuning run ``work/runs/NAME``; ``stage``: its stage (default: the
+        study's)."""
+        return FinetuneRun(
+            stage=stage or self.config.finetune,
+            skim=skim,
+            out=self.work / "runs" / name,
+            backbone=backbone,
             mode=mode,
             labels=labels,
             classes=classes,
-            overrides=stage.overrides,
             seed=seed,
-            show_progress=progress,
         )
-        # The tagger (tagger.pt) is what later steps read; Lightning's checkpoints only resume.
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        return out, metrics
+
+    def finetune(self, runs: Sequence[FinetuneRun]) -> list[dict[str, Any] | None]:
+        """The metrics of every run (:func:`~hepmpm.training.finetune.run_finetune`'s), in
+        order, running those not complete (with ``report_only``: ``None`` for those)."""
+        if self.report_only:
+            return [json.loads(r.done.read_text()) if r.done.is_file() else None for r in runs]
+        return list(self.pipeline.finetune(runs))
 
 
 def sample_paths(files: dict[str, list[Path]], classes: Iterable[str] | None = None) -> list[Path]:

@@ -22,7 +22,7 @@ sim backbone, or a pre-training folder such as a larger data corpus's) on the sa
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ from hepmpm.errors import HepmpmError
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
+from hepmpm.pipeline import Pipeline
 from hepmpm.pretrained import resolve_backbone
 from hepmpm.studies.common import (
     SampleConfig,
@@ -179,23 +180,24 @@ def score_truth(
     return row
 
 
-def run(config: CwolaConfig, out: Path, progress: bool, echo: Callable[[str], None]) -> Path:
-    """Run (or complete) the study; returns ``summary.md``."""
-    folder = StudyFolder(out, config, "cwola")
+def run(config: CwolaConfig, out: Path, pipeline: Pipeline) -> Path:
+    """Run (or complete) the study; returns ``summary.md``. Its fine-tunings run together
+    (on Dask when the ``pipeline`` is distributed), then each tagger is scored on the truth."""
+    folder = StudyFolder(out, config, "cwola", pipeline)
     files = []
     for name, jets in (("QCD", config.background_jets), (config.signal, config.signal_jets)):
         spec = SampleConfig(
             preset=config.preset, classes=[name], jets_per_class=jets, seed=config.sample_seed
         )
-        files += sample_paths(folder.sample(spec, progress))
-    truth_skim = folder.skim("truth", files, config.preset, progress)
-    backbone = folder.pretrain("all-jets", truth_skim, progress)
-    echo(f"pre-trained on all jets, no labels: {backbone}")
+        files += sample_paths(folder.sample(spec))
+    truth_skim = folder.skim("truth", files, config.preset)
+    backbone = folder.pretrain("all-jets", truth_skim)
+    pipeline.echo(f"pre-trained on all jets, no labels: {backbone}")
     others = {name: resolve_backbone(source) for name, source in config.pretrained.items()}
     index = JetIndex.from_skim(truth_skim)
     signal = CLASS_INDEX[config.signal]
     classes = ["QCD", config.signal]
-    rows = []
+    planned = []  # (row's keys, signal fraction in B, run)
     for seed in config.seeds:
         for n in config.n_signal:
             positions, labels, counts = mixture_positions(index, signal, n, seed)
@@ -205,19 +207,24 @@ def run(config: CwolaConfig, out: Path, progress: bool, echo: Callable[[str], No
             )  # fmt: skip
             arms = [(m, m, backbone) for m in config.modes]
             arms += [(name, "finetune", path) for name, path in others.items()]
-            for run, mode, start in arms:
-                run_dir, _ = folder.finetune(
-                    f"{run}/n{n}/seed{seed}", mixture, start, mode, None, classes, seed,
-                    progress,
-                )  # fmt: skip
-                arm = run if run in others else (
+            for name, mode, start in arms:
+                arm = name if name in others else (
                     "scratch" if mode == "scratch" else f"pre-trained ({mode})"
                 )  # fmt: skip
-                row = {"arm": arm, "n_signal": n, "seed": seed}
-                row["signal_fraction_b"] = counts["b_train_signal_fraction"]
-                row |= score_truth(run_dir, index, signal, config.background_efficiencies)
-                echo(f"  {arm:22s} n_signal={n:<5d} seed {seed}: truth AUC {row['auc']:.3f}")
-                rows.append(row)
+                keys = {"arm": arm, "n_signal": n, "seed": seed}
+                run = folder.run(f"{name}/n{n}/seed{seed}", mixture, start, mode, None, classes,
+                                 seed)  # fmt: skip
+                planned.append((keys, counts["b_train_signal_fraction"], run))
+    folder.finetune([run for _, _, run in planned])
+    rows = []
+    for keys, fraction, run in planned:
+        row = {**keys, "signal_fraction_b": fraction}
+        row |= score_truth(run.out, index, signal, config.background_efficiencies)
+        pipeline.echo(
+            f"  {row['arm']:22s} n_signal={row['n_signal']:<5d} seed {row['seed']}: "
+            f"truth AUC {row['auc']:.3f}"
+        )
+        rows.append(row)
     return _report(config, folder.root, rows)
 
 

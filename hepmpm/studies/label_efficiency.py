@@ -35,10 +35,9 @@ pre-training's online probe against its random-init twin).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +48,7 @@ from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.evaluation.plots import probe_curves, read_lightning_metrics
+from hepmpm.pipeline import FinetuneRun, Pipeline
 from hepmpm.studies.common import (
     LABEL_CURVES,
     SampleConfig,
@@ -235,138 +235,189 @@ class LabelEfficiencyConfig(StudyConfig):
 
 
 def run(
-    config: LabelEfficiencyConfig,
-    out: Path,
-    progress: bool,
-    echo: Callable[[str], None],
-    report_only: bool = False,
+    config: LabelEfficiencyConfig, out: Path, pipeline: Pipeline, report_only: bool = False
 ) -> Path:
     """Run (or complete) the study; returns ``summary.md``. ``report_only``: train nothing,
     write the tables of the runs complete so far and list the missing ones (a long study
     checked while it runs, or stopped before its end)."""
-    folder = StudyFolder(out, config, "label-efficiency", report_only)
-    labelled_files = sample_paths(folder.sample(config.labelled, progress))
-    labelled = folder.skim("labelled", labelled_files, config.labelled.preset, progress)
-    echo(f"skims: {labelled} (labels, val, test)")
-    tests = {
-        name: folder.skim(
-            f"test-{name}", sample_paths(folder.sample(sample, progress)), sample.preset, progress
-        )
-        for name, sample in config.test_samples.items()
-    }
+    folder = StudyFolder(out, config, "label-efficiency", pipeline, report_only)
+    study = LabelEfficiencyRun(config, folder)
+    rows = study.rows()
+    return report(config, folder, rows, study.trained_backbones(), study.lr_rows)
 
-    @functools.cache
-    def target(name: str) -> Path:
+
+class LabelEfficiencyRun:
+    """One sitting of the study in its folder: the skims, pre-trainings and learning rates it
+    has made so far (each made the first time a run needs it), and its runs.
+
+    The fine-tunings run in two batches, each of independent runs (on Dask when the pipeline
+    is distributed): every learning-rate candidate, then every run of the schedule.
+    """
+
+    def __init__(self, config: LabelEfficiencyConfig, folder: StudyFolder) -> None:
+        self.config = config
+        self.folder = folder
+        self.echo = folder.pipeline.echo
+        self.labelled_files = sample_paths(folder.sample(config.labelled))
+        self.labelled = folder.skim("labelled", self.labelled_files, config.labelled.preset)
+        self.echo(f"skims: {self.labelled} (labels, val, test)")
+        self.tests = {
+            name: folder.skim(f"test-{name}", sample_paths(folder.sample(sample)), sample.preset)
+            for name, sample in config.test_samples.items()
+        }
+        self.backbones: dict[str, Path] = {}
+        self.targets: dict[str, Path] = {}
+        self.chosen: dict[str, float] = {}  #: arm -> its learning rate
+        self.lr_rows: list[dict[str, Any]] = []  #: every learning-rate candidate's run
+        self._corpus: tuple[Path, list[Path]] | None = None
+
+    def target(self, name: str) -> Path:
         """The skim of the target sample ``name``, made when the first arm needs it."""
-        sample = config.targets[name]
-        files = sample_paths(folder.sample(sample, progress))
-        return folder.skim(f"target-{name}", files, sample.preset, progress)
+        if name not in self.targets:
+            sample = self.config.targets[name]
+            files = sample_paths(self.folder.sample(sample))
+            self.targets[name] = self.folder.skim(f"target-{name}", files, sample.preset)
+        return self.targets[name]
 
-    backbones: dict[str, Path] = {}
-
-    @functools.cache
-    def corpus() -> tuple[Path, list[Path]]:
+    def corpus(self) -> tuple[Path, list[Path]]:
         """The corpus's skim and files, made when the first pre-training needs them (a study
         that only fine-tunes shipped backbones generates no corpus)."""
-        files = sample_paths(folder.sample(config.corpus, progress))
-        skim = folder.skim("corpus", files, config.corpus.preset, progress)
-        echo(f"skims: {skim} (pre-training)")
-        return skim, files
+        if self._corpus is None:
+            files = sample_paths(self.folder.sample(self.config.corpus))
+            skim = self.folder.skim("corpus", files, self.config.corpus.preset)
+            self.echo(f"skims: {skim} (pre-training)")
+            self._corpus = skim, files
+        return self._corpus
 
-    def backbone(name: str | None) -> Path | None:
+    def backbone(self, name: str | None) -> Path | None:
         """The pre-training ``name`` (run the first time an arm needs it)."""
+        config, folder = self.config, self.folder
         if name is None:
             return None
         if name.startswith(SHIPPED):
             from hepmpm.pretrained import resolve_backbone
 
             return resolve_backbone(name)
-        if name not in backbones and name == RANDOM:
-            backbones[name] = folder.random_backbone(name, corpus()[0])
-        elif name not in backbones:
-            skim, corpus_files = corpus()
-            extra = [f"probe.skim={labelled}", *config.variants.get(name, [])]
+        if name not in self.backbones and name == RANDOM:
+            self.backbones[name] = folder.random_backbone(name, self.corpus()[0])
+        elif name not in self.backbones:
+            skim, corpus_files = self.corpus()
+            extra = [f"probe.skim={self.labelled}", *config.variants.get(name, [])]
             if name in config.pretrain_on_labelled:
                 # Each file's domain is its sample's preset; last, so that nothing lets the
                 # class target read the corpus's truth.
-                skim = folder.skim("corpus+labelled", corpus_files + labelled_files, None, progress)
+                skim = folder.skim("corpus+labelled", corpus_files + self.labelled_files, None)
                 extra.append(f"mpm.class_domains=[{config.labelled.preset}]")
-            backbones[name] = folder.pretrain(name, skim, progress, extra)
-            echo(f"pre-trained {name}: {backbones[name]}")
-        return backbones[name]
+            self.backbones[name] = folder.pretrain(name, skim, extra)
+            self.echo(f"pre-trained {name}: {self.backbones[name]}")
+        return self.backbones[name]
 
-    chosen: dict[str, float] = {}
-    lr_rows: list[dict[str, Any]] = []
+    def trained_backbones(self) -> dict[str, Path]:
+        """The study's own pre-trainings that are complete (for the online-probe table)."""
+        return {
+            n: p
+            for n, p in self.backbones.items()
+            if n != RANDOM and (p / "backbone.json").is_file()
+        }
 
-    def finetune(arm: Arm, n: int, seed: int, lr: float | None) -> dict[str, Any] | None:
-        stage = arm_stage(arm, config.finetune, arm.target and str(target(arm.target)))
+    def finetune_run(self, arm: Arm, n: int, seed: int, lr: float | None) -> FinetuneRun:
+        """The run of ``arm`` on ``n`` labels with ``seed`` (and learning rate ``lr``), its
+        pre-training and target skim made first."""
+        config = self.config
+        target = None if arm.target is None else str(self.target(arm.target))
+        stage = arm_stage(arm, config.finetune, target)
         if lr is not None:
             stage = Stage(config=stage.config, overrides=[*stage.overrides, f"optimizer.lr={lr}"])
-        run_dir, metrics = folder.finetune(
-            run_name(arm.name, n, seed, lr), labelled, backbone(arm.pretraining), arm.mode, n,
-            config.labelled.classes, seed, progress, stage,
+        return self.folder.run(
+            run_name(arm.name, n, seed, lr), self.labelled, self.backbone(arm.pretraining),
+            arm.mode, n, config.labelled.classes, seed, stage,
         )  # fmt: skip
-        if metrics is not None and tests:
-            metrics = {**metrics, "other_tests": other_tests(run_dir, tests, folder.report_only)}
-        if metrics is not None and tests and (config.domain_auc_jets or config.scale_factors):
-            metrics["domain_tests"] = run_domain_metrics(
-                run_dir, labelled, tests, config.domain_auc_jets, config.scale_factors,
-                folder.report_only,
+
+    def finetune(self, runs: Sequence[FinetuneRun]) -> list[dict[str, Any] | None]:
+        """The metrics of ``runs`` (None: not run, report-only), with the test samples'."""
+        config, report_only = self.config, self.folder.report_only
+        found = self.folder.finetune(runs)
+        if not self.tests:
+            return found
+        measured = []
+        for run, metrics in zip(runs, found, strict=True):
+            if metrics is not None:
+                metrics = {**metrics, "other_tests": other_tests(run.out, self.tests, report_only)}
+                if config.domain_auc_jets or config.scale_factors:
+                    metrics["domain_tests"] = run_domain_metrics(
+                        run.out, self.labelled, self.tests, config.domain_auc_jets,
+                        config.scale_factors, report_only,
+                    )  # fmt: skip
+            measured.append(metrics)
+        return measured
+
+    def choose_learning_rates(self) -> None:
+        """Run every arm's learning-rate candidates at ``lr_selection_labels`` with the first
+        seed; each arm's is the candidate of lowest best validation loss."""
+        config = self.config
+        n, seed = config.lr_selection_labels or config.ablation_labels, config.seeds[0]
+        # The arms in the order the schedule first needs their rate (that of the learning-rate
+        # table), an arm with lr_from the rate of the arm it names.
+        by_name = {arm.name: arm for arm in config.arms}
+        needed = dict.fromkeys(self.rate_arm(arm).name for arm, _, _ in schedule(config))
+        candidates = [(by_name[name], lr) for name in needed for lr in by_name[name].lrs or []]
+        found = self.finetune([self.finetune_run(arm, n, seed, lr) for arm, lr in candidates])
+        scores: dict[str, dict[float, float]] = {}
+        for (arm, lr), metrics in zip(candidates, found, strict=True):
+            if metrics is None:  # report_only: not run yet
+                continue
+            scores.setdefault(arm.name, {})[lr] = metrics.get("best_val_loss") or math.inf
+            self.lr_rows.append(
+                {"arm": arm.name, "lr": lr, "labels": n, "seed": seed,
+                 "best_val_loss": scores[arm.name][lr],
+                 "test_accuracy": metrics["test"]["accuracy"]}
             )  # fmt: skip
-        return metrics
+        for arm, by_lr in scores.items():
+            self.chosen[arm] = min(by_lr, key=by_lr.get)
+            self.echo(f"  {arm}: learning rate {self.chosen[arm]:g} (lowest validation loss)")
+        for row in self.lr_rows:
+            row["chosen"] = row["lr"] == self.chosen[row["arm"]]
 
-    def learning_rate(arm: Arm) -> float | None:
-        """The arm's learning rate: the candidate of lowest best validation loss."""
-        if arm.lr_from is not None:
-            return learning_rate(next(a for a in config.arms if a.name == arm.lr_from))
-        if not arm.lrs:
-            return None
-        if arm.name not in chosen:
-            n, seed = config.lr_selection_labels or config.ablation_labels, config.seeds[0]
-            scores = {}
-            for lr in arm.lrs:
-                metrics = finetune(arm, n, seed, lr)
-                if metrics is None:  # report_only: not run yet
-                    continue
-                scores[lr] = metrics.get("best_val_loss") or math.inf
-                lr_rows.append(
-                    {"arm": arm.name, "lr": lr, "labels": n, "seed": seed,
-                     "best_val_loss": scores[lr], "test_accuracy": metrics["test"]["accuracy"]}
-                )  # fmt: skip
-            if not scores:
-                return None
-            chosen[arm.name] = min(scores, key=scores.get)
-            for row in lr_rows:
-                if row["arm"] == arm.name:
-                    row["chosen"] = row["lr"] == chosen[arm.name]
-            echo(f"  {arm.name}: learning rate {chosen[arm.name]:g} (lowest validation loss)")
-        return chosen[arm.name]
+    def rate_arm(self, arm: Arm) -> Arm:
+        """The arm whose learning rate ``arm`` uses: itself, or the one its ``lr_from`` names
+        (in turn)."""
+        while arm.lr_from is not None:
+            arm = next(a for a in self.config.arms if a.name == arm.lr_from)
+        return arm
 
-    rows, missing = [], []
-    for arm, n, seed in schedule(config):
-        lr = learning_rate(arm)
-        if report_only and lr is None and (arm.lrs or arm.lr_from):
-            metrics = None  # its learning rate is not chosen yet
-        else:
-            metrics = finetune(arm, n, seed, lr)
-        if metrics is None:
-            missing.append(f"{arm.name} N={n} seed {seed}")
-            continue
-        row = {
-            "arm": arm.name, "labels": n, "seed": seed, "lr": learning_rate(arm),
-            "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
-        }  # fmt: skip
-        for name, test in metrics.get("other_tests", {}).items():
-            row |= {f"{key}_{name}": value for key, value in tagger_row(test).items()}
-        row |= domain_columns(config, metrics)
-        echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
-        rows.append(row)
-    if missing:
-        echo(f"not run yet ({len(missing)}): {', '.join(missing)}")
-    backbones = {
-        n: p for n, p in backbones.items() if n != RANDOM and (p / "backbone.json").is_file()
-    }
-    return report(config, folder, rows, backbones, lr_rows)
+    def learning_rate(self, arm: Arm) -> float | None:
+        """The arm's learning rate (None: its stage's; or not chosen yet, report-only)."""
+        return self.chosen.get(self.rate_arm(arm).name)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The results table: one row per complete run of the schedule."""
+        config = self.config
+        self.choose_learning_rates()
+        schedule_runs, missing = [], []
+        for arm, n, seed in schedule(config):
+            lr = self.learning_rate(arm)
+            if lr is None and (arm.lrs or arm.lr_from):
+                missing.append(f"{arm.name} N={n} seed {seed}")  # its rate is not chosen yet
+            else:
+                schedule_runs.append((arm, n, seed, lr))
+        found = self.finetune([self.finetune_run(*run) for run in schedule_runs])
+        rows = []
+        for (arm, n, seed, lr), metrics in zip(schedule_runs, found, strict=True):
+            if metrics is None:
+                missing.append(f"{arm.name} N={n} seed {seed}")
+                continue
+            row = {
+                "arm": arm.name, "labels": n, "seed": seed, "lr": lr,
+                "best_step": metrics.get("best_step"), **tagger_row(metrics["test"]),
+            }  # fmt: skip
+            for name, test in metrics.get("other_tests", {}).items():
+                row |= {f"{key}_{name}": value for key, value in tagger_row(test).items()}
+            row |= domain_columns(config, metrics)
+            self.echo(f"  {arm.name:22s} N={n:<6d} seed {seed}: accuracy {row['accuracy']:.3f}")
+            rows.append(row)
+        if missing:
+            self.echo(f"not run yet ({len(missing)}): {', '.join(missing)}")
+        return rows
 
 
 def run_name(arm: str, labels: int, seed: int, lr: float | None) -> str:

@@ -11,13 +11,14 @@ from pathlib import Path
 from hepmpm.config import packaged_config_path, resolve_config_path
 from hepmpm.errors import HepmpmError
 from hepmpm.folder_lock import holding_folder
+from hepmpm.pipeline import Pipeline
 from hepmpm.quiet import quiet_lightning
 from hepmpm.studies.common import StudyConfig, load_study_config
 
 
 @dataclass(frozen=True)
 class Study:
-    """A study: its module (with ``run(config, out, progress, echo)``) and config class."""
+    """A study: its module (with ``run(config, out, pipeline)``) and config class."""
 
     module: str
     config_class: str
@@ -59,12 +60,17 @@ def run_study(
     show_progress: bool = True,
     echo: Callable[[str], None] = print,
     report_only: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> Path:
     """Run (or complete) study ``name`` into ``out``; returns its ``summary.md``.
 
     ``config_path``: a study YAML, or the name of a packaged one (``label_efficiency_gpu``;
     default: the study's own packaged config); ``tiny``: merge its ``tiny:``
     section (seconds-scale samples and training); ``overrides``: ``a.b=value``, applied last.
+    ``workers``: fine-tune on a local Dask cluster of this many single-threaded workers;
+    ``scheduler`` (``tcp://HOST:PORT``): on a running Dask cluster (the same results as one
+    after the other).
     """
     study = get_study(name)
     if report_only and not study.report_only:
@@ -74,12 +80,13 @@ def run_study(
     )
     config_class, run = study.load()
     config = load_study_config(config_class, path, overrides, tiny)
+    pipeline = Pipeline(show_progress, echo, workers, scheduler)
     quiet_lightning()
     started = time.perf_counter()
     echo(f"study {name} ({path}{', tiny' if tiny else ''}) -> {out}")
     extra = {"report_only": True} if report_only else {}
     # A report-only pass reads a folder another run may be writing: it holds nothing.
     with holding_folder(Path(out), f"study {name}", enabled=not report_only):
-        summary = run(config, Path(out), show_progress, echo, **extra)
+        summary = run(config, Path(out), pipeline, **extra)
     echo(f"study {name} complete in {time.perf_counter() - started:.0f} s: {summary}")
     return summary

@@ -12,9 +12,9 @@ lever arms read, and per run the embedding's domain AUC and the data/simulation 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+from hepmpm.pipeline import Pipeline
 from hepmpm.studies.label_efficiency import LabelEfficiencyConfig
 from hepmpm.studies.label_efficiency import run as run_label_efficiency
 
@@ -30,11 +30,7 @@ class SimToRealAdaptationConfig(LabelEfficiencyConfig):
 
 
 def run(
-    config: SimToRealAdaptationConfig,
-    out: Path,
-    progress: bool,
-    echo: Callable[[str], None],
-    report_only: bool = False,
+    config: SimToRealAdaptationConfig, out: Path, pipeline: Pipeline, report_only: bool = False
 ) -> Path:
     """Run (or complete) the study; returns ``summary.md`` (see the label-efficiency study)."""
-    return run_label_efficiency(config, out, progress, echo, report_only)
+    return run_label_efficiency(config, out, pipeline, report_only)
