@@ -61,7 +61,9 @@ def test_the_recipe_runs_as_written(tmp_path, monkeypatch):
     if (CMS / "pfnano.root").is_file():
         shutil.copy(CMS / "pfnano.root", tmp_path / "data" / "nano.root")
     else:
-        make_sample(tmp_path / "data", "data", classes=("QCD",), jets=20, seed=42, workers=1)
+        # Pseudo-data keeps its truth, so calibrate measures on it as on labelled data: it
+        # needs jets of both classes.
+        make_sample(tmp_path / "data", "data", classes=("QCD", "Hbb"), jets=30, seed=42, workers=1)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for kind, body in recipe():
