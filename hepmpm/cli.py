@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hepmpm import __version__
-from hepmpm.errors import HepmpmError
+from hepmpm.errors import HepmpmError, one_line_reason
 from hepmpm.nanoaod import NANOAOD_COMPRESSION
 from hepmpm.quiet import quiet_lightning
 
@@ -898,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe_os_error(err: OSError) -> str:
     """One line for an operating-system error: the path(s) and the cause."""
-    cause = err.strerror or str(err).strip().splitlines()[0] or type(err).__name__
+    cause = one_line_reason(err)
     paths = [p for p in (err.filename, err.filename2) if p is not None]
     return f"{' -> '.join(map(str, paths))}: {cause}" if paths else cause
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hepmpm.atomic import atomic_path
-from hepmpm.errors import HepmpmError
+from hepmpm.errors import HepmpmError, one_line_reason
 
 
 def read_torch_file(path: Path, what: str = "weights") -> Any:
@@ -35,8 +35,7 @@ def read_torch_file(path: Path, what: str = "weights") -> Any:
             "which hepmpm never unpickles (was it written by hepmpm?)"
         ) from None
     except Exception as err:  # a truncated, empty or foreign file: say which one
-        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
-        raise HepmpmError(f"{path}: cannot read the {what} ({reason})") from None
+        raise HepmpmError(f"{path}: cannot read the {what} ({one_line_reason(err)})") from None
 
 
 def save_weights(module: nn.Module, path: Path) -> None:

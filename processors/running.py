@@ -30,7 +30,7 @@ from coffea.nanoevents import NanoAODSchema
 from coffea.util import coffea_console
 from loky import get_reusable_executor
 
-from hepmpm.errors import HepmpmError
+from hepmpm.errors import HepmpmError, one_line_reason
 
 EXECUTORS = ("iterative", "futures", "dask")
 TREE_NAME = "Events"
@@ -79,8 +79,7 @@ def _check_root_file(path: Path) -> None:
         raise
     except Exception as err:  # uproot raises many kinds for a damaged file
         raise HepmpmError(
-            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else err!r})"
+            f"{path}: cannot be read as a ROOT file ({type(err).__name__}: {one_line_reason(err)})"
         ) from None
 
 
@@ -235,7 +234,7 @@ def _find_user_error(err: BaseException) -> HepmpmError | None:
         err = err.__cause__ or err.__context__
     if system is not None:
         where = f"{system.filename}: " if system.filename else ""
-        reported = system.strerror or str(system).strip().splitlines()[0]
+        reported = one_line_reason(system)
         return HepmpmError(f"{where}the run could not write its output ({reported})")
     if reported:
         return HepmpmError(f"the run could not write its output ({reported})")
