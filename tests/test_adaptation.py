@@ -10,6 +10,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import make_skim
@@ -215,7 +216,8 @@ def test_finetuning_with_every_lever(domains, tmp_path):
     out = tmp_path / "adapted"
     levers = [
         f"adaptation.target={data_skim}", "adaptation.mpm_weight=0.5",
-        "adaptation.dann_weight=1.0", "adaptation.dctr=true", "adaptation.dctr_jets=40",
+        "adaptation.dann_weight=1.0", "adaptation.dann_ramp_steps=4",
+        "adaptation.dctr=true", "adaptation.dctr_jets=40",
         "adaptation.target_statistics=true", "adaptation.domain_val_jets=10",
         "adaptation.target_batch_size=8",
         "head.heads=4", "trainer.max_steps=6", "trainer.val_every_steps=3",
@@ -230,9 +232,13 @@ def test_finetuning_with_every_lever(domains, tmp_path):
     assert 0.0 <= adapted["dann_domain_auc"] <= 1.0
     assert 1.0 <= adapted["dctr_ess"] <= 12 and adapted["dctr_ess_fraction"] <= 1.0
     assert 0.0 <= adapted["dctr_classifier_auc"] <= 1.0
-    logged = (next(out.glob("logs/version_*/metrics.csv"))).read_text().splitlines()[0]
+    logged = pd.read_csv(next(out.glob("logs/version_*/metrics.csv")))
     for column in ("val/domain_auc", "train/loss_mpm_target", "train/loss_domain"):
-        assert column in logged, column
+        assert column in logged.columns, column
+    ramp = logged.dropna(subset=["train/dann_coefficient"])  # ramped over 4 steps, not 6
+    assert len(ramp) >= 2
+    for step, coefficient in zip(ramp["step"], ramp["train/dann_coefficient"], strict=True):
+        assert math.isclose(coefficient, dann_ramp(step / 4), rel_tol=1e-5), step
     record = json.loads((out / "tagger.json").read_text())
     assert record["adaptation"]["target"] == str(data_skim)
     source = record["adaptation"]["source_input_statistics"]

@@ -12,9 +12,9 @@ never read) and every lever below draws from it:
 - ``dann_weight``: **domain-adversarial fine-tuning** (Ganin et al. 2016). A small
   :class:`DomainClassifier` on the tagger's jet embedding tells labelled (sim) from target jets;
   a gradient-reversal layer (:func:`grad_reverse`) hands the backbone and head the negated
-  gradient, scaled by ``dann_weight x`` :func:`dann_ramp` (0 at the start, ~1 at the end). Its
-  AUC on validation jets is logged (``val/domain_auc``): how much of the domain the embedding
-  still carries.
+  gradient, scaled by ``dann_weight x`` :func:`dann_ramp` (0 at the start, ~1 from half of
+  ``dann_ramp_steps`` on, by default the run's schedule). Its AUC on validation jets is logged
+  (``val/domain_auc``): how much of the domain the embedding still carries.
 - ``target_statistics``: **target-domain statistics** (AdaBN-style). After training, the input
   standardisation (``backbone.standardise_inputs``: the tagger's only normalisation statistics,
   LayerNorm has none) is re-fitted on the target jets; the saved tagger (and so its ONNX export)
@@ -81,6 +81,12 @@ class AdaptationConfig(StrictModel):
     )
     dann_weight: float = Field(
         0.0, ge=0, description="largest weight of the reversed domain gradient (0: off)"
+    )
+    dann_ramp_steps: int | None = Field(
+        None,
+        ge=1,
+        description="steps over which the reversed gradient's weight ramps from 0 to ~1 (full "
+        "from half of them on); None: the run's schedule (trainer.schedule_steps or max_steps)",
     )
     dann_hidden: int = Field(64, ge=1, description="hidden width of the domain classifier")
     domain_val_jets: int = Field(

@@ -289,7 +289,10 @@ class FinetuneModule(L.LightningModule):
             target_batch = self.target_batches.batch(step).to(self.device)
         generator = step_generator(t.seed, step, self.global_rank, batch.mask.device)
         target = self.label_lookup[batch.labels]
-        progress = step / max(1, t.schedule_steps or t.max_steps)
+        # DANN's ramp runs over the run's schedule unless it is told to be quicker: with few
+        # labels the best validation step comes early, before a full-schedule ramp has acted.
+        ramp_steps = self.config.adaptation.dann_ramp_steps or t.schedule_steps or t.max_steps
+        progress = step / max(1, ramp_steps)
         loss, logs, logits = self.adaptation.training_loss(
             self.tagger, batch, target_batch, target, progress, generator
         )
