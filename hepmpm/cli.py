@@ -668,16 +668,18 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "quickstart",
-        help="the whole chain on samples it generates: skim, pre-train, fine-tune, export, tag, "
-        "report",
+        help="the whole chain on samples it generates: skim, fine-tune (pre-trained, adapted, "
+        "scratch), export, tag, report",
         description=(
             "Generate small sim and data samples (Pythia 8 + detector), skim both with coffea, "
-            "continue pre-training the backbone shipped with hepmpm (the profile's pretrain.init) "
-            "on the unlabelled data sample, fine-tune it on N labelled sim jets for each N of "
-            "the profile and train the same tagger from scratch on the same jets, export the "
-            "fine-tuned tagger of the largest N to ONNX, tag both samples with the "
-            "TaggerProcessor and write a report (markdown + HTML) of what pre-training bought. "
-            "Re-running skips completed steps; an interrupted run resumes."
+            "fine-tune the backbone shipped with hepmpm (pre-trained without labels; the "
+            "profile's backbone) on N labelled sim jets for each N of the profile, the same "
+            "fine-tuning adapted to the unlabelled data jets (domain-adversarial, no data label "
+            "read) and the same tagger from scratch on the same jets, export the adapted tagger "
+            "of the largest N to ONNX, tag both samples with the TaggerProcessor and write a "
+            "report (markdown + HTML) of what pre-training and the adaptation bought, with "
+            "data/sim scale factors. Re-running skips completed steps; an interrupted run "
+            "resumes."
         ),
     )
     parser.add_argument(

@@ -47,12 +47,13 @@ def test_quickstart_help_describes_its_steps(capsys, tmp_path):
     assert "tokenizer" not in text.lower() and "VQ-VAE" not in text
     for profile in ("tiny", "default"):
         config = load_profile(profile)
-        assert config.pretrain.init is not None
+        assert config.adapted is not None
         titles = [step.title for step in plan(Pipeline(progress=False), config, Layout(tmp_path))]
         for title in titles:
             verb = title.split()[0]  # generate, skim, pre-train, fine-tune, train, export, ...
             assert verb in text.lower(), f"quickstart --help does not mention {verb!r} ({title})"
-    for words in ("from scratch", "shipped with hepmpm", "ONNX", "TaggerProcessor", "report"):
+    for words in ("from scratch", "shipped with hepmpm", "adapted", "ONNX", "TaggerProcessor",
+                  "report"):  # fmt: skip
         assert words in text
 
 

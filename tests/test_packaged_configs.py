@@ -68,8 +68,10 @@ def test_a_mistyped_stage_override_fails_before_anything_runs():
     path = ROOT / "studies" / "label_efficiency.yaml"
     with pytest.raises(ConfigError, match=r"finetune: .*unknown key 'trainer\.max_stesp'"):
         load_study_config(config_class, path, ["finetune.overrides=[trainer.max_stesp=3]"])
-    with pytest.raises(ConfigError, match=r"pretrain: .*'optimiser' was renamed: use 'optimizer'"):
-        load_profile("tiny", ["pretrain.overrides=[optimiser.lr=1.0]"])
+    with pytest.raises(ConfigError, match=r"scratch: .*'optimiser' was renamed: use 'optimizer'"):
+        load_profile("tiny", ["scratch.overrides=[optimiser.lr=1.0]"])
+    with pytest.raises(ConfigError, match=r"adapted: .*unknown key 'adaptation\.dann_wieght'"):
+        load_profile("tiny", ["adapted.overrides=[adaptation.dann_wieght=1.0]"])
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
+from hepmpm.calibration.truth_scale_factors import ScaleFactorConfig, scale_factor_values
 from hepmpm.errors import ConfigError
-from hepmpm.studies.domain_metrics import ScaleFactorConfig, scale_factor_values
 from hepmpm.studies.runner import run_study
 
 

@@ -1,11 +1,12 @@
 """``hepmpm quickstart``: the whole chain on a sample it makes itself, resumable step by step.
 
-generate ``sim`` and ``data`` → skim each (coffea Runner) → pre-train MPM on ``data`` (no labels
-used, as on real collisions), continuing from the backbone shipped with hepmpm
-(``pretrain.init``) → fine-tune on N labelled ``sim`` jets for each N of ``finetune.labels``, and
-train the same tagger from scratch on the same jets (``scratch``) → export the fine-tuned tagger
-of the largest N to ONNX → tag ``sim`` and ``data`` with the TaggerProcessor → report, whose
-first section says what pre-training bought.
+generate ``sim`` and ``data`` → skim each (coffea Runner) → fine-tune the backbone shipped with
+hepmpm (``backbone``, pre-trained without labels) on N labelled ``sim`` jets for each N of
+``finetune.labels``; the same fine-tuning adapted to the unlabelled ``data`` jets (``adapted``:
+domain-adversarial, no data label read); the same tagger from scratch on the same jets
+(``scratch``) → export the adapted (else the pre-trained) tagger of the largest N to ONNX → tag
+``sim`` and ``data`` with the TaggerProcessor → report, whose first section says what
+pre-training and the adaptation bought on each domain, with data/sim scale factors.
 
 Each step writes into its own folder under ``OUT`` and is complete when its final file exists
 (the library writes that file last); a re-run skips complete steps and lets interrupted ones go
@@ -26,7 +27,11 @@ from hepmpm.quickstart.layout import Layout
 from hepmpm.records import claim_folder
 
 #: What each arm's training step does, as the step list says it.
-ARM_TITLES = {"pretrained": "fine-tune the pre-trained backbone", "scratch": "train from scratch"}
+ARM_TITLES = {
+    "pretrained": "fine-tune the pre-trained backbone",
+    "adapted": "fine-tune it adapted to the unlabelled data jets",
+    "scratch": "train from scratch",
+}
 
 
 def _generate(pipeline: Pipeline, config: QuickstartConfig, layout: Layout, domain: str) -> str:
@@ -62,31 +67,27 @@ def _skim(pipeline: Pipeline, config: QuickstartConfig, layout: Layout, domain: 
     return f"{sum(s['jets'] for s in manifest['shards'])} jets"
 
 
-def _pretrain(pipeline: Pipeline, config: QuickstartConfig, layout: Layout) -> str:
-    step = config.pretrain
-    metrics = pipeline.pretrain(
-        step.config,
-        layout.skim("data"),
-        layout.pretrain,
-        overrides=[f"trainer.seed={config.seed}", *step.overrides],
-        init=step.init,
-    )
-    assert metrics is not None  # the step runs only when backbone.json is missing
-    accuracy = {k: v for k, v in metrics.items() if k.startswith("val/acc_")}
-    return ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) or f"{metrics['steps']} steps"
-
-
 def tagger_run(config: QuickstartConfig, layout: Layout, arm: str, labels: int) -> FinetuneRun:
-    """The fine-tuning of the ``arm`` tagger (pretrained, scratch) on ``labels`` sim jets."""
-    pretrained = arm == "pretrained"
-    stage = config.finetune if pretrained else config.scratch
-    assert stage is not None  # config.arms() names scratch only when it has a stage
+    """The fine-tuning of the ``arm`` tagger (pretrained, adapted, scratch) on ``labels`` sim
+    jets."""
+    from hepmpm.pretrained import resolve_backbone
+
+    if arm == "scratch":
+        assert config.scratch is not None  # config.arms() names scratch only when it has a stage
+        stage, backbone, mode = config.scratch, None, "scratch"
+    else:
+        stage, backbone = config.finetune, resolve_backbone(config.backbone)
+        mode = config.finetune.mode
+    if arm == "adapted":
+        assert config.adapted is not None
+        levers = [*config.adapted.overrides, f"adaptation.target={layout.skim('data')}"]
+        stage = stage.model_copy(update={"overrides": [*stage.overrides, *levers]})
     return FinetuneRun(
         stage=stage,
         skim=layout.skim("sim"),
         out=layout.tagger(arm, labels),
-        backbone=layout.pretrain if pretrained else None,
-        mode=config.finetune.mode if pretrained else "scratch",
+        backbone=backbone,
+        mode=mode,
         labels=labels,
         classes=config.classes,
         seed=config.seed,
@@ -147,12 +148,6 @@ def plan(pipeline: Pipeline, config: QuickstartConfig, layout: Layout) -> list[S
                 lambda d=d: _skim(pipeline, config, layout, d),
             )
             for d in ("sim", "data")
-        ),
-        Step(
-            "pre-train MPM on data (no labels)"
-            + (f", continuing from {config.pretrain.init}" if config.pretrain.init else ""),
-            layout.pretrain / "backbone.json",
-            lambda: _pretrain(pipeline, config, layout),
         ),
         *(
             Step(

@@ -1,12 +1,14 @@
-"""What pre-training buys, as the quickstart measures it: every tagger it trained (pre-trained
-and from scratch, at each label count) scored on the test split of ``sim`` and of ``data``.
+"""What pre-training (and adapting to data) buys, as the quickstart measures it: every tagger it
+trained (pre-trained, adapted, from scratch, at each label count) scored on the test split of
+``sim`` and of ``data``.
 
 Each arm's accuracy carries its binomial error and its mean QCD rejection at 50% signal
-efficiency a bootstrap error (:mod:`hepmpm.evaluation.uncertainty`). The difference between the
-pre-trained and the scratch tagger at the same labels is bootstrapped over the same resampled
-test jets (paired): both arms are scored on the same jets, so its error is smaller than the two
-errors combined. These are test-set errors of one training seed; the seed-to-seed spread is the
-label-efficiency study's to measure.
+efficiency a bootstrap error (:mod:`hepmpm.evaluation.uncertainty`). The difference between two
+arms at the same labels (each against scratch, adapted against pre-trained) is bootstrapped over
+the same resampled test jets (paired): both arms are scored on the same jets, so its error is
+smaller than the two errors combined. The data/sim scale factors of each tagger come from the
+pseudo-data's truth (:mod:`hepmpm.calibration.truth_scale_factors`). These are test-set errors
+of one training seed; the seed-to-seed spread is the studies' to measure.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from hepmpm.calibration.truth_scale_factors import ScaleFactorConfig, scale_factor_values
+from hepmpm.calibration.working_points import WorkingPointSpec
 from hepmpm.evaluation.metrics import mean_rejection_of_scores as _rejection
 from hepmpm.evaluation.uncertainty import binomial_error, bootstrap
 from hepmpm.quickstart.config import QuickstartConfig
 from hepmpm.quickstart.layout import Layout
 
 DOMAINS = ("sim", "data")
+#: The differences the report shows: (arm, reference), where both were trained.
+COMPARISONS = (("pretrained", "scratch"), ("adapted", "scratch"), ("adapted", "pretrained"))
 #: Bootstrap resamples of every rejection and difference (seconds on 1000 test jets).
 RESAMPLES = 200
 
@@ -86,17 +92,18 @@ def difference_row(
 def gain_rows(
     scored: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, list[str]]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per arm, labels and domain: :func:`arm_row`; per labels and domain where both arms ran:
-    pre-trained − scratch (:func:`difference_row`)."""
+    """Per arm, labels and domain: :func:`arm_row`; per labels, domain and pair of
+    :data:`COMPARISONS` where both arms ran: arm − reference (:func:`difference_row`)."""
     arms = [
         {"arm": arm, "labels": n, "domain": domain, **arm_row(*values)}
         for (arm, n, domain), values in scored.items()
     ]
     differences = [
-        {"labels": n, "domain": domain,
-         **difference_row(scores, scored["scratch", n, domain][0], truth, names)}
-        for (arm, n, domain), (scores, truth, names) in scored.items()
-        if arm == "pretrained" and ("scratch", n, domain) in scored
+        {"arm": arm, "reference": reference, "labels": n, "domain": domain,
+         **difference_row(scores, scored[reference, n, domain][0], truth, names)}
+        for arm, reference in COMPARISONS
+        for (name, n, domain), (scores, truth, names) in scored.items()
+        if name == arm and (reference, n, domain) in scored
     ]  # fmt: skip
     return arms, differences
 
@@ -104,56 +111,112 @@ def gain_rows(
 def gain_table(
     arms: list[dict[str, Any]], differences: list[dict[str, Any]]
 ) -> tuple[list[str], list[list[object]]]:
-    """The report's table: one row per label count and domain."""
-    header = ["labels", "domain", "test jets", "pre-trained accuracy", "scratch accuracy",
-              "difference", "pre-trained rejection", "scratch rejection"]  # fmt: skip
+    """The report's table: one row per label count and domain, each arm's accuracy, the
+    differences, each arm's mean rejection."""
+    names = [a for a in ("pretrained", "adapted", "scratch") if any(r["arm"] == a for r in arms)]
+    pairs = [(a, r) for a, r in COMPARISONS if a in names and r in names]
+    header = ["labels", "domain", "test jets",
+              *(f"{a} accuracy" for a in names), *(f"{a} − {r}" for a, r in pairs),
+              *(f"{a} rejection" for a in names)]  # fmt: skip
     by_key = {(r["arm"], r["labels"], r["domain"]): r for r in arms}
-    diff = {(r["labels"], r["domain"]): r for r in differences}
+    diff = {(r["arm"], r["reference"], r["labels"], r["domain"]): r for r in differences}
     rows: list[list[object]] = []
     for n in sorted({r["labels"] for r in arms}):
         for domain in DOMAINS:
-            pre, scratch = by_key[("pretrained", n, domain)], by_key.get(("scratch", n, domain))
-            d = diff.get((n, domain))
+            row = [by_key[a, n, domain] for a in names]
             rows.append(
-                [n, domain, pre["jets"],
-                 _pm(pre["accuracy"], pre["accuracy_error"]),
-                 _pm(scratch["accuracy"], scratch["accuracy_error"]) if scratch else "-",
-                 _pm(d["accuracy_difference"], d["accuracy_difference_error"], sign=True)
-                 if d else "-",
-                 _pm(pre["mean_rejection_50"], pre["mean_rejection_50_error"], 1),
-                 _pm(scratch["mean_rejection_50"], scratch["mean_rejection_50_error"], 1)
-                 if scratch else "-"]
+                [n, domain, row[0]["jets"],
+                 *(_pm(r["accuracy"], r["accuracy_error"]) for r in row),
+                 *(_pm(d["accuracy_difference"], d["accuracy_difference_error"], sign=True)
+                   for d in (diff[a, r, n, domain] for a, r in pairs)),
+                 *(_pm(r["mean_rejection_50"], r["mean_rejection_50_error"], 1) for r in row)]
             )  # fmt: skip
     return header, rows
+
+
+def scale_factor_rows(
+    scored: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, list[str]]],
+    config: ScaleFactorConfig,
+) -> list[dict[str, Any]]:
+    """Per arm and labels: the data/sim scale factors of that tagger (signal efficiency and
+    background mistag at each working point, :func:`scale_factor_values`), its test jets of
+    ``sim`` against those of ``data``."""
+    return [
+        {"arm": arm, "labels": n,
+         **scale_factor_values(sim[:2], scored[arm, n, "data"][:2], sim[2], config)}
+        for (arm, n, domain), sim in scored.items()
+        if domain == "sim"
+    ]  # fmt: skip
+
+
+def scale_factor_table(
+    rows: list[dict[str, Any]], config: ScaleFactorConfig
+) -> tuple[list[str], list[list[object]]]:
+    """One row per label count and scale factor, one column per arm: SF ± error."""
+    names = [a for a in ("pretrained", "adapted", "scratch") if any(r["arm"] == a for r in rows)]
+    by_key = {(r["arm"], r["labels"]): r for r in rows}
+    table: list[list[object]] = []
+    for n in sorted({r["labels"] for r in rows}):
+        for signal in config.signals:
+            for target in config.mistag:
+                wp = WorkingPointSpec("mistag", target).name
+                for panel, what in (("eff", f"{signal} efficiency"),
+                                    ("mistag", f"{config.background} mistag")):  # fmt: skip
+                    base = f"{signal}_{panel}_{wp}"
+                    cells = [by_key[a, n] for a in names]
+                    table.append(
+                        [n, f"{what} at {target:.0%} {config.background} mistag ({signal} vs "
+                         f"{config.background})",
+                         *(_sf(c[f"sf_{base}"], c[f"sf_err_{base}"]) for c in cells)]
+                    )  # fmt: skip
+    return ["labels", "data/sim scale factor", *names], table
+
+
+def _sf(value: float, error: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.2f} ± {error:.2f}"
 
 
 def _pm(value: float, error: float, digits: int = 3, sign: bool = False) -> str:
     return f"{value:{'+' if sign else ''}.{digits}f} ± {error:.{digits}f}"
 
 
-def gain_lines(differences: list[dict[str, Any]], init: str | None) -> list[str]:
-    """The section's reading: where the difference exceeds twice its error, and where not."""
-    start = f"the backbone shipped as `{init}`" if init else "a backbone pre-trained from scratch"
+def gain_lines(
+    differences: list[dict[str, Any]], backbone: str, adapted: bool, config: ScaleFactorConfig
+) -> list[str]:
+    """The section's reading: where each difference exceeds twice its error, and where not."""
     lines = [
-        f"The pre-trained arm starts from {start}, pre-trained further on the unlabelled `data` "
-        "sample, and is fine-tuned on the labelled `sim` jets; the scratch arm trains the same "
-        "tagger from random weights on the same jets and step budget, with its own learning "
-        "rate. Both are tested at their best validation step, on the same test jets.",
+        f"The pre-trained arm fine-tunes the backbone `{backbone}` (pre-trained without labels) "
+        "on the labelled `sim` jets"
+        + (
+            "; the adapted arm is the same fine-tuning with the unlabelled `data` jets in every "
+            "step, the backbone trained adversarially so that its jet embedding does not tell "
+            "them from `sim` jets (DANN; no data label is read)"
+            if adapted
+            else ""
+        )
+        + "; the scratch arm trains the same tagger from random weights on the same jets and "
+        "step budget, with its own learning rate. All are tested at their best validation step "
+        "(on `sim`), on the same test jets.",
         "Errors: binomial on accuracy, bootstrap (200 resamples) on the mean QCD rejection at "
-        "50% signal efficiency; the difference is bootstrapped over the same jets for both arms. "
-        "They are test-set errors of one training seed; the seed-to-seed spread, measured over "
-        "three to six seeds in docs/results/label-efficiency*, is larger at the fewest labels.",
+        "50% signal efficiency; each difference is bootstrapped over the same jets for both "
+        "arms. They are test-set errors of one training seed; the seed-to-seed spread, measured "
+        "over three to six seeds in docs/results/, is larger at the fewest labels.",
+        "Scale factors: data/sim efficiency at the working point fixed on `sim` "
+        f"({', '.join(f'{m:.0%}' for m in config.mistag)} {config.background} mistag), one bin "
+        "(500-1000 GeV), from the pseudo-data's truth, Clopper-Pearson errors; an analysis "
+        "pays |SF − 1| as a systematic, so closer to 1 is better.",
     ]
     for d in differences:
         delta, error = d["accuracy_difference"], d["accuracy_difference_error"]
         verdict = (
-            ("pre-trained better" if delta > 0 else "scratch better")
+            (f"{d['arm']} better" if delta > 0 else f"{d['reference']} better")
             + " by more than twice the error"
             if abs(delta) > 2 * error
             else "within twice the test-set error"
         )
         lines.append(
-            f"{d['labels']} labels, {d['domain']}: accuracy {delta:+.3f} ± {error:.3f} ({verdict})."
+            f"{d['labels']} labels, {d['domain']}, {d['arm']} − {d['reference']}: accuracy "
+            f"{delta:+.3f} ± {error:.3f} ({verdict})."
         )
     return lines
 
@@ -165,7 +228,7 @@ def curves_vs_labels(arms: list[dict[str, Any]], key: str, ylabel: str, path: Pa
 
     labels = sorted({r["labels"] for r in arms})
     curves = {}
-    for arm in ("pretrained", "scratch"):
+    for arm in ("pretrained", "adapted", "scratch"):
         for domain in DOMAINS:
             rows = {r["labels"]: r for r in arms if (r["arm"], r["domain"]) == (arm, domain)}
             if len(rows) == len(labels):

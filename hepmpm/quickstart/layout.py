@@ -18,12 +18,9 @@ class Layout:
     def skim(self, domain: str) -> Path:
         return self.root / "skims" / domain
 
-    @property
-    def pretrain(self) -> Path:
-        return self.root / "pretrain"
-
     def tagger(self, arm: str, labels: int) -> Path:
-        """The training folder of the ``arm`` tagger (pretrained, scratch) on ``labels`` jets."""
+        """The training folder of the ``arm`` tagger (pretrained, adapted, scratch) on ``labels``
+        jets."""
         return self.root / "taggers" / f"{arm}-n{labels}"
 
     @property

@@ -1,5 +1,6 @@
-"""The quickstart's report: what pre-training buys (:mod:`hepmpm.quickstart.gain`), the exported
-tagger on sim and on data, feature shifts, training curves.
+"""The quickstart's report: what pre-training and the adaptation buy, with scale factors
+(:mod:`hepmpm.quickstart.gain`), the exported tagger on sim and on data, feature shifts, training
+curves.
 
 The tagger's performance per domain is measured on what the TaggerProcessor wrote (per-jet
 scores with the truth label the generated files keep), restricted to the jets of the ``test``
@@ -25,7 +26,15 @@ from hepmpm.evaluation.metrics import classification_metrics
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.models.store import read_tagger_record
 from hepmpm.quickstart.config import QuickstartConfig
-from hepmpm.quickstart.gain import arm_scores, curves_vs_labels, gain_lines, gain_rows, gain_table
+from hepmpm.quickstart.gain import (
+    arm_scores,
+    curves_vs_labels,
+    gain_lines,
+    gain_rows,
+    gain_table,
+    scale_factor_rows,
+    scale_factor_table,
+)
 from hepmpm.quickstart.layout import Layout
 
 DOMAINS = ("sim", "data")
@@ -91,7 +100,8 @@ def _performance_table(
 
 def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> QuickstartReport:
     """Evaluate, plot and write ``report/report.{md,html}`` plus ``report/metrics.json`` (the
-    exported tagger per domain, and ``pretraining_gain``: every arm's rows and differences)."""
+    exported tagger per domain, and ``pretraining_gain``: every arm's rows, the differences and
+    the scale factors)."""
     out = layout.report
     figures = out / "figures"
     exported = layout.tagger(*config.exported)
@@ -102,8 +112,12 @@ def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> Quickst
     metrics: dict[str, Any] = {
         d: classification_metrics(s, t, class_names) for d, (s, t) in scored.items()
     }
-    arms, differences = gain_rows(arm_scores(layout, config))
-    metrics["pretraining_gain"] = {"arms": arms, "differences": differences}
+    arm_scored = arm_scores(layout, config)
+    arms, differences = gain_rows(arm_scored)
+    factors = scale_factor_rows(arm_scored, config.scale_factors)
+    metrics["pretraining_gain"] = {
+        "arms": arms, "differences": differences, "scale_factors": factors,
+    }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)
 
@@ -115,12 +129,7 @@ def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> Quickst
         ),
     ]  # fmt: skip
     curves = plots.training_curves(
-        {
-            "pre-training (MPM, data)": _logs(layout.pretrain),
-            **{
-                f"{arm}, {n} labels (sim)": _logs(layout.tagger(arm, n)) for arm, n in config.arms()
-            },
-        },
+        {f"{arm}, {n} labels (sim)": _logs(layout.tagger(arm, n)) for arm, n in config.arms()},
         figures / "training_curves.png",
         keys=("train/loss", "val/loss", "train/loss_step"),
     )
@@ -135,23 +144,28 @@ def write_quickstart_report(layout: Layout, config: QuickstartConfig) -> Quickst
         figures / "features.png",
     )
     sim, data = metrics["sim"], metrics["data"]
-    n = config.exported[1]
+    arm, n = config.exported
     sections = [
         Section(
             "What pre-training buys",
-            gain_lines(differences, config.pretrain.init),
+            gain_lines(
+                differences, config.backbone, config.adapted is not None, config.scale_factors
+            ),
             table=gain_table(arms, differences),
             figures=gain,
         ),
         Section(
+            "Data/simulation scale factors",
+            table=scale_factor_table(factors, config.scale_factors),
+        ),
+        Section(
             "What ran",
             [
-                f"Classes {', '.join(class_names)}. A masked-particle model was pre-trained on "
-                "the unlabelled `data` sample (shifted generator and detector)"
-                + (f", starting from `{config.pretrain.init}`" if config.pretrain.init else "")
-                + f"; its backbone was fine-tuned on labelled `sim` (the {n}-label tagger is "
-                "the one exported to ONNX), and the TaggerProcessor tagged both samples inside "
-                "a coffea Runner.",
+                f"Classes {', '.join(class_names)}. The backbone `{config.backbone}` was "
+                f"fine-tuned on labelled `sim` (the {arm} tagger of {n} labels is the one "
+                "exported to ONNX), and the TaggerProcessor tagged both samples inside a coffea "
+                "Runner; the `data` sample (shifted generator and detector) stands in for "
+                "collisions.",
                 f"Accuracy of the exported tagger on the test split: sim {sim['accuracy']:.3f}, "
                 f"data {data['accuracy']:.3f} (a change of "
                 f"{data['accuracy'] - sim['accuracy']:+.3f} from simulation to data).",

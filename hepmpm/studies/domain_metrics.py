@@ -1,7 +1,6 @@
 """What a sim-to-real study measures of each fine-tuned tagger besides its accuracy: how much of
 the domain its embedding carries (:func:`domain_auc`) and the data/simulation scale factors an
-analysis would apply (:func:`scale_factor_values`, through :mod:`hepmpm.calibration`'s working
-points, Clopper-Pearson efficiencies and SF propagation).
+analysis would apply (:func:`~hepmpm.calibration.truth_scale_factors.scale_factor_values`).
 
 Both compare the labelled sample's test split (simulation) with every jet of a shifted test
 sample (pseudo-data, whose truth is used here and nowhere in training). A tagger whose input
@@ -12,97 +11,15 @@ analysis would: with its training-domain statistics to simulation, its target on
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from pydantic import Field
 
 from hepmpm.atomic import write_json_atomic
-from hepmpm.calibration.efficiency import efficiency_from_counts
-from hepmpm.calibration.scale_factors import scale_factors
-from hepmpm.calibration.working_points import WorkingPointSpec, find_threshold
-from hepmpm.config import StrictModel
+from hepmpm.calibration.truth_scale_factors import ScaleFactorConfig, scale_factor_values
 from hepmpm.data.loader import JetDataset
 from hepmpm.errors import HepmpmError
-from hepmpm.evaluation.metrics import versus_background_score
-
-#: One bin holds every jet: the samples' generator window (500 < pT < 1000 GeV, |eta| < 2).
-ONE_BIN = np.array([0.0, 1.0])
-
-
-class ScaleFactorConfig(StrictModel):
-    """``scale_factors:`` of a study: data/simulation SFs per arm at mistag working points."""
-
-    signals: list[str] = Field(
-        default_factory=lambda: ["Tbqq", "Hbb"],
-        description="signal classes; each is scored with p_s / (p_s + p_background)",
-    )
-    background: str = Field("QCD", description="the background class (its mistag SF too)")
-    mistag: list[float] = Field(
-        default_factory=lambda: [0.05, 0.01],
-        description="background efficiencies of the working points, fixed on simulation",
-    )
-
-    def model_post_init(self, _context: object) -> None:
-        if not all(0 < m < 1 for m in self.mistag):
-            raise ValueError("scale_factors.mistag: rates must lie in (0, 1)")
-        if self.background in self.signals:
-            raise ValueError("scale_factors: the background cannot be a signal")
-
-    def columns(self) -> list[str]:
-        """The value names :func:`scale_factor_values` returns, in order."""
-        names = []
-        for signal in self.signals:
-            for target in self.mistag:
-                wp = WorkingPointSpec("mistag", target).name
-                for panel in ("eff", "mistag"):
-                    base = f"{signal}_{panel}_{wp}"
-                    names += [f"sf_{base}", f"sf_err_{base}", f"abs_sf_m1_{base}"]
-        return names
-
-
-def scale_factor_values(
-    sim: tuple[np.ndarray, np.ndarray],
-    data: tuple[np.ndarray, np.ndarray],
-    class_names: list[str],
-    config: ScaleFactorConfig,
-) -> dict[str, float]:
-    """Scale factors of one tagger: ``sim`` and ``data`` are (scores [N, C], true output
-    position [N]) of simulated and pseudo-data jets. For every signal and mistag working point
-    (threshold on simulation), the signal-efficiency SF (``eff``) and the background mistag SF
-    (``mistag``) in one bin: ``sf_*`` (nominal), ``sf_err_*`` (half the up-down interval) and
-    ``abs_sf_m1_*`` = |SF - 1|; NaN at a working point the simulation cannot reach."""
-    b = class_names.index(config.background)
-    values: dict[str, float] = {}
-    for signal in config.signals:
-        s = class_names.index(signal)
-        d_sim = versus_background_score(sim[0], s, b)
-        d_data = versus_background_score(data[0], s, b)
-        for target in config.mistag:
-            spec = WorkingPointSpec("mistag", target)
-            try:
-                wp = find_threshold(spec, d_sim[sim[1] == s], d_sim[sim[1] == b])
-            except HepmpmError:  # too few or tied QCD scores: NaN, not a stopped study
-                for panel in ("eff", "mistag"):
-                    base = f"{signal}_{panel}_{spec.name}"
-                    values |= nan_values([f"sf_{base}", f"sf_err_{base}", f"abs_sf_m1_{base}"])
-                continue
-            for panel, index in (("eff", s), ("mistag", b)):
-                rates = []
-                for d, truth in ((d_data, data[1]), (d_sim, sim[1])):
-                    chosen = truth == index
-                    passed = int((d[chosen] >= wp.threshold).sum())
-                    rates.append(efficiency_from_counts([[passed]], [[int(chosen.sum())]]))
-                sf = scale_factors(rates[0], rates[1], ONE_BIN, ONE_BIN)
-                nominal = float(sf.nominal[0, 0])
-                base = f"{signal}_{panel}_{spec.name}"
-                values[f"sf_{base}"] = nominal
-                values[f"sf_err_{base}"] = float(sf.up[0, 0] - sf.down[0, 0]) / 2
-                values[f"abs_sf_m1_{base}"] = abs(nominal - 1.0)
-    return values
 
 
 def domain_taggers(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
@@ -192,8 +109,3 @@ def _jets(skim: Path, split: str | None, labels: list[int], at_most: int) -> Jet
     if available < 4:
         raise HepmpmError(f"{skim}: {available} jets of split {split!r}, too few for a domain AUC")
     return JetDataset(index, split, 256, labels=labels, limit=min(at_most, available))
-
-
-def nan_values(names: list[str]) -> dict[str, float]:
-    """``names`` -> NaN: the columns of a run that did not measure them."""
-    return dict.fromkeys(names, math.nan)

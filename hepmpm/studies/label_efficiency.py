@@ -45,6 +45,7 @@ import numpy as np
 from pydantic import Field
 
 from hepmpm.atomic import write_json_atomic
+from hepmpm.calibration.truth_scale_factors import ScaleFactorConfig, nan_values
 from hepmpm.config import StrictModel
 from hepmpm.evaluation.pages import Section, write_page
 from hepmpm.evaluation.plots import probe_curves, read_lightning_metrics
@@ -63,7 +64,7 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
-from hepmpm.studies.domain_metrics import ScaleFactorConfig, nan_values, run_domain_metrics
+from hepmpm.studies.domain_metrics import run_domain_metrics
 from hepmpm.training.stages import Stage
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
