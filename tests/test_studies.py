@@ -19,7 +19,7 @@ from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
-from hepmpm.studies.common import aggregate, curves, pm
+from hepmpm.studies.common import aggregate, curves, pm, write_table
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
 from hepmpm.studies.label_efficiency import efficiency_rows, labels_to_match, paired_rows
 from hepmpm.studies.runner import STUDIES, run_study
@@ -557,3 +557,16 @@ def test_fine_tunings_on_a_dask_cluster_give_the_sequential_results(studies, tmp
     assert any("runs on tcp://" in line for line in lines), lines
     expected = json.loads((out / "results.json").read_text())
     assert json.loads((tmp_path / "dask" / "results.json").read_text()) == expected
+
+
+def test_a_table_of_runs_not_all_tested_yet(tmp_path):
+    """A report of a study under way: a run not yet tested on a sample lacks its columns; the
+    table keeps every column, with empty cells (CSV) and no key (JSON) where a run has none."""
+    rows = [{"arm": "a", "accuracy": 0.8}, {"arm": "b", "accuracy": 0.7, "accuracy_data": math.nan},
+            {"arm": "c", "accuracy": 0.6, "accuracy_data": 0.5}]  # fmt: skip
+    csv_path, json_path = write_table(tmp_path / "results", rows)
+    with csv_path.open() as handle:
+        read = list(csv.DictReader(handle))
+    assert [r["accuracy_data"] for r in read] == ["", "", "0.5"]
+    assert json.loads(json_path.read_text())[1] == {"arm": "b", "accuracy": 0.7,
+                                                    "accuracy_data": None}  # fmt: skip

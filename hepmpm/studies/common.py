@@ -369,11 +369,12 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]:
-    """Write ``rows`` (flat dicts of the same keys) as ``PATH.csv`` and ``PATH.json``,
-    atomically; non-finite numbers become empty cells / ``null``."""
+    """Write ``rows`` (flat dicts) as ``PATH.csv`` and ``PATH.json``, atomically; non-finite
+    numbers become empty cells / ``null``, and so does a column a row lacks (a run not tested
+    on every sample yet, in a report of a study under way)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = list(rows[0]) if rows else []
+    header = list(dict.fromkeys(key for row in rows for key in row))
     csv_path, json_path = path.with_suffix(".csv"), path.with_suffix(".json")
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=header)
