@@ -19,9 +19,9 @@ from hepmpm.errors import ConfigError, HepmpmError
 from hepmpm.evaluation.metrics import mean_rejection
 from hepmpm.evaluation.plots import mean_std_curves
 from hepmpm.jetclass import CLASS_INDEX
-from hepmpm.studies.common import aggregate, curves, pm, write_table
+from hepmpm.studies.common import aggregate, curves, paired_rows, pm, write_table
 from hepmpm.studies.cwola import mixture_positions, signal_efficiency, write_relabelled_skim
-from hepmpm.studies.label_efficiency import efficiency_rows, labels_to_match, paired_rows
+from hepmpm.studies.label_efficiency import efficiency_rows, labels_to_match
 from hepmpm.studies.runner import STUDIES, run_study
 
 SEEDS = 3
@@ -570,3 +570,34 @@ def test_a_table_of_runs_not_all_tested_yet(tmp_path):
     assert [r["accuracy_data"] for r in read] == ["", "", "0.5"]
     assert json.loads(json_path.read_text())[1] == {"arm": "b", "accuracy": 0.7,
                                                     "accuracy_data": None}  # fmt: skip
+
+
+def test_the_shifted_table_pairs_seeds_and_compares_drops():
+    """Per arm, labels and shifted sample: accuracy, drop and |SF - 1| over the seeds, the
+    shifted accuracy paired seed by seed against scratch and against the lever's base arm,
+    and the drop and |SF - 1| as fractions of scratch's."""
+    from hepmpm.studies.shifted import sf_column, shift_rows
+
+    column = sf_column(["Tbqq"], [0.05])
+    assert column == "abs_sf_m1_Tbqq_eff_mistag0p05" and sf_column([], [0.05]) is None
+    runs = {  # arm -> per seed (sim accuracy, data accuracy, |SF - 1| on data)
+        "scratch": [(0.70, 0.66, 0.30), (0.72, 0.68, 0.34)],
+        "base": [(0.80, 0.70, 0.40), (0.82, 0.72, 0.40)],
+        "lever": [(0.80, 0.78, 0.10), (0.80, 0.76, 0.22)],
+    }
+    rows = [
+        {"arm": arm, "labels": 300, "seed": seed, "accuracy": sim, "accuracy_data": data,
+         f"{column}_data": sf}
+        for arm, values in runs.items()
+        for seed, (sim, data, sf) in enumerate(values)
+    ]  # fmt: skip
+    table = {r["arm"]: r for r in shift_rows(rows, ["data"], "scratch", {"lever": "base"}, column)}
+    lever = table["lever"]
+    assert lever["seeds"] == 2 and lever["sample"] == "data"
+    assert lever["accuracy_shifted"] == pm(0.77, float(np.std([0.78, 0.76], ddof=1)))
+    assert lever["drop"].startswith("0.030 ± ")  # (0.02 + 0.04) / 2
+    assert lever["minus_reference"] == "scratch: +0.100 ± 0.028 (within the spread)"
+    assert lever["minus_base"] == "base: +0.060 ± 0.028 (within the spread)"
+    assert lever["drop_vs_reference"] == "0.75"  # 0.03 / 0.04
+    assert lever["abs_sf_m1_vs_reference"] == "0.50"  # 0.16 / 0.32
+    assert table["base"]["minus_base"] == "-" and table["scratch"]["drop_vs_reference"] == "1.00"

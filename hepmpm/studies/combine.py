@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hepmpm.errors import HepmpmError
-from hepmpm.studies.common import aggregate, write_table
-from hepmpm.studies.label_efficiency import efficiency_rows, paired_rows
+from hepmpm.studies.common import aggregate, paired_rows, write_table
+from hepmpm.studies.label_efficiency import efficiency_rows
 
 #: What must agree between the studies for their runs to compare seed by seed.
 SHARED_KEYS = ("labelled", "finetune", "feature_set")

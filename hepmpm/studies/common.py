@@ -343,6 +343,50 @@ def spread(values: Sequence[float]) -> float:
     return float(np.std(np.asarray(values, dtype=np.float64), ddof=1)) if len(values) > 1 else 0.0
 
 
+def paired_rows(
+    rows: Sequence[dict[str, Any]], reference: str, value: str = "accuracy"
+) -> list[dict[str, Any]]:
+    """For every arm and N: ``value`` minus the reference arm's, seed by seed (a seed draws the
+    same labelled jets for every arm, so the pairs share their labels and the draw's luck
+    cancels), with its mean, spread, standard error, 95% interval (Student's t) and verdict:
+    ``above`` / ``below`` when the interval excludes 0, else ``within the spread``."""
+    from scipy.stats import t as student_t
+
+    table = {(r["arm"], r["labels"], r["seed"]): float(r[value]) for r in rows}
+    out = []
+    for arm, n in dict.fromkeys((r["arm"], r["labels"]) for r in rows):
+        if arm == reference:
+            continue
+        seeds = sorted(s for a, m, s in table if (a, m) == (arm, n) and (reference, n, s) in table)
+        if not seeds:
+            continue
+        diffs = np.array([table[arm, n, s] - table[reference, n, s] for s in seeds])
+        k, std, mean = len(diffs), spread(list(diffs)), float(diffs.mean())
+        sem = std / math.sqrt(k) if k > 1 else math.nan  # NaN: no interval from one seed
+        half = sem * student_t.ppf(0.975, k - 1) if k > 1 else math.nan
+        verdict = (
+            "one seed" if k < 2
+            else "above" if mean - half > 0
+            else "below" if mean + half < 0
+            else "within the spread"
+        )  # fmt: skip
+        out.append(
+            {
+                "arm": arm,
+                "labels": n,
+                "seeds": k,
+                f"minus_{reference}_mean": mean,
+                f"minus_{reference}_std": std,
+                f"minus_{reference}_sem": sem,
+                "ci95_low": mean - half,
+                "ci95_high": mean + half,
+                "seeds_above": f"{int((diffs > 0).sum())}/{k}",
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
 def aggregate(
     rows: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
 ) -> list[dict[str, Any]]:

@@ -58,13 +58,14 @@ from hepmpm.studies.common import (
     aggregated_section,
     curves,
     label_curves,
+    paired_rows,
     pm,
     sample_paths,
-    spread,
     tagger_row,
     write_table,
 )
 from hepmpm.studies.domain_metrics import run_domain_metrics
+from hepmpm.studies.shifted import sf_column, shift_rows
 from hepmpm.training.stages import Stage
 
 VALUES = ("accuracy", "macro_auc", "mean_rejection_50")
@@ -563,50 +564,6 @@ def efficiency_rows(
     return rows
 
 
-def paired_rows(
-    rows: Sequence[dict[str, Any]], reference: str, value: str = "accuracy"
-) -> list[dict[str, Any]]:
-    """For every arm and N: ``value`` minus the reference arm's, seed by seed (a seed draws the
-    same labelled jets for every arm, so the pairs share their labels and the draw's luck
-    cancels), with its mean, spread, standard error, 95% interval (Student's t) and verdict:
-    ``above`` / ``below`` when the interval excludes 0, else ``within the spread``."""
-    from scipy.stats import t as student_t
-
-    table = {(r["arm"], r["labels"], r["seed"]): float(r[value]) for r in rows}
-    out = []
-    for arm, n in dict.fromkeys((r["arm"], r["labels"]) for r in rows):
-        if arm == reference:
-            continue
-        seeds = sorted(s for a, m, s in table if (a, m) == (arm, n) and (reference, n, s) in table)
-        if not seeds:
-            continue
-        diffs = np.array([table[arm, n, s] - table[reference, n, s] for s in seeds])
-        k, std, mean = len(diffs), spread(list(diffs)), float(diffs.mean())
-        sem = std / math.sqrt(k) if k > 1 else math.nan  # NaN: no interval from one seed
-        half = sem * student_t.ppf(0.975, k - 1) if k > 1 else math.nan
-        verdict = (
-            "one seed" if k < 2
-            else "above" if mean - half > 0
-            else "below" if mean + half < 0
-            else "within the spread"
-        )  # fmt: skip
-        out.append(
-            {
-                "arm": arm,
-                "labels": n,
-                "seeds": k,
-                f"minus_{reference}_mean": mean,
-                f"minus_{reference}_std": std,
-                f"minus_{reference}_sem": sem,
-                "ci95_low": mean - half,
-                "ci95_high": mean + half,
-                "seeds_above": f"{int((diffs > 0).sum())}/{k}",
-                "verdict": verdict,
-            }
-        )
-    return out
-
-
 def ablation_rows(
     summary: Sequence[dict[str, Any]], config: LabelEfficiencyConfig
 ) -> list[dict[str, Any]]:
@@ -710,6 +667,14 @@ def report(
     if shown:
         title = "Domain measures (embedding AUC, levers, |SF - 1| from the pseudo-data's truth)"
         sections.append(aggregated_section(title, summary, ("arm", "labels"), shown))
+    shifted = _shifted_rows(config, rows)
+    if shifted:
+        write_table(out / "shifted", shifted)
+        title = (
+            "Simulation to the shifted samples (mean ± std over seeds; differences paired "
+            f"seed by seed; |SF - 1|: {shifted_sf_text(config)}; ratios: to {config.reference}'s)"
+        )
+        sections.append(_table_section(title, shifted))
     if efficiency:
         sections.append(_table_section("Label-efficiency factor", efficiency))
     if paired:
@@ -724,6 +689,25 @@ def report(
         sections.append(_table_section("Online probe of each pre-training", probes, [figure]))
     markdown, _ = write_page(out, "summary", "Label efficiency of pre-training", sections)
     return markdown
+
+
+def _shifted_rows(config: LabelEfficiencyConfig, rows: list[dict[str, Any]]) -> list[dict]:
+    """:func:`~hepmpm.studies.shifted.shift_rows` of the study's shifted test samples, each
+    lever arm also against the arm it takes its learning rate from."""
+    if not config.test_samples:
+        return []
+    bases = {arm.name: arm.lr_from for arm in config.arms if arm.lr_from}
+    sf = config.scale_factors
+    column = sf_column(sf.signals, sf.mistag) if sf else None
+    return shift_rows(rows, list(config.test_samples), config.reference, bases, column)
+
+
+def shifted_sf_text(config: LabelEfficiencyConfig) -> str:
+    """Which scale factor the shifted table's |SF - 1| is."""
+    sf = config.scale_factors
+    if sf is None or not sf.signals or not sf.mistag:
+        return "none measured"
+    return f"{sf.signals[0]} efficiency at {sf.mistag[0]:.0%} {sf.background} mistag"
 
 
 def _table_section(
