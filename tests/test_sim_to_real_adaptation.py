@@ -46,6 +46,17 @@ def test_tiny_study(tmp_path):
     assert seeds and not seeds & tests
     summary = (out / "summary.md").read_text()
     assert "Domain measures" in summary and "domain_auc_shift2" in summary
+    assert "Simulation to the shifted samples" in summary
+    with (out / "shifted.csv").open() as handle:
+        shifted = list(csv.DictReader(handle))
+    assert {(r["arm"], r["sample"]) for r in shifted} == {
+        (arm, sample) for arm in rows for sample in ("data", "shift2")
+    }
+    # The scores each shifted test reads twice (accuracy, scale factors) are kept, and they are
+    # the scores behind the run's accuracy there.
+    kept = np.load(run / "scores_data.npz")
+    accuracy = float((kept["scores"].argmax(1) == kept["truth"]).mean())
+    assert accuracy == pytest.approx(float(rows["data-levers"]["accuracy_data"]))
 
 
 def test_targets_are_checked(tmp_path):

@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from hepmpm.atomic import write_json_atomic
+from hepmpm.atomic import atomic_path, write_json_atomic
 from hepmpm.calibration.truth_scale_factors import ScaleFactorConfig, scale_factor_values
 from hepmpm.data.loader import JetDataset
 from hepmpm.errors import HepmpmError
@@ -67,7 +68,6 @@ def run_domain_metrics(
     measured) and the :func:`scale_factor_values` (``sf`` None: none) of the tagger in
     ``run_dir``, against the labelled skim's test split; kept in ``run_dir/domain_NAME.json``
     (``report_only``: only those already there)."""
-    from hepmpm.evaluation.scoring import test_scores
 
     found: dict[str, dict[str, float]] = {}
     loaded = None
@@ -84,12 +84,31 @@ def run_domain_metrics(
                     sim_tagger, target_tagger, sim_jets, _jets(skim, None, labels, auc_jets)
                 )
             if sf is not None:
-                scores, truth, names = test_scores(target_tagger, skim, labels, None)
+                scores, truth, names = shifted_scores(run_dir, name, skim, target_tagger, labels)
                 values |= scale_factor_values(sim_scores[:2], (scores, truth), names, sf)
             write_json_atomic(path, values)
         if path.is_file():
             found[name] = json.loads(path.read_text())
     return found
+
+
+def shifted_scores(
+    run_dir: Path, name: str, skim: Path, tagger: torch.nn.Module, labels: list[int]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Scores [N, C], true output positions [N] and class names of the tagger of ``run_dir``
+    (``tagger``, outputs ``labels``) on every jet of the test sample ``name`` (``skim``), kept in
+    ``run_dir/scores_NAME.npz``: a study reads them for the accuracy and again for the scale
+    factors, and scoring 10^4 jets takes minutes on a CPU."""
+    from hepmpm.evaluation.scoring import test_scores
+
+    path = run_dir / f"scores_{name}.npz"
+    if path.is_file():
+        with np.load(path) as kept:
+            return kept["scores"], kept["truth"], [str(n) for n in kept["names"]]
+    scores, truth, names = test_scores(tagger, skim, labels, None)
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, scores=scores, truth=truth, names=np.array(names))
+    return scores, truth, names
 
 
 def _load(run_dir: Path, labelled: Path) -> tuple[Any, Any, dict[str, Any], tuple]:

@@ -64,7 +64,7 @@ from hepmpm.studies.common import (
     tagger_row,
     write_table,
 )
-from hepmpm.studies.domain_metrics import run_domain_metrics
+from hepmpm.studies.domain_metrics import run_domain_metrics, shifted_scores
 from hepmpm.studies.shifted import sf_column, shift_rows
 from hepmpm.training.stages import Stage
 
@@ -431,8 +431,10 @@ def run_name(arm: str, labels: int, seed: int, lr: float | None) -> str:
 
 def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dict[str, Any]:
     """The metrics of the tagger in ``run_dir`` on every jet of each of ``skims`` (name -> skim
-    folder of a test sample), kept in ``run_dir/test_NAME.json``; ``report_only``: only those."""
-    from hepmpm.evaluation.scoring import evaluate_tagger
+    folder of a test sample), kept in ``run_dir/test_NAME.json`` (the scores too, for the scale
+    factors: :func:`~hepmpm.studies.domain_metrics.shifted_scores`); ``report_only``: only
+    those."""
+    from hepmpm.evaluation.metrics import classification_metrics
     from hepmpm.models.store import load_run_tagger
 
     found, loaded = {}, None
@@ -441,7 +443,8 @@ def other_tests(run_dir: Path, skims: dict[str, Path], report_only: bool) -> dic
         if not path.is_file() and not report_only:
             loaded = loaded or load_run_tagger(run_dir)  # once per run, not once per sample
             tagger, record = loaded
-            write_json_atomic(path, evaluate_tagger(tagger, skim, record["labels"], None))
+            scored = shifted_scores(run_dir, name, skim, tagger, record["labels"])
+            write_json_atomic(path, classification_metrics(*scored))
         if path.is_file():
             found[name] = json.loads(path.read_text())
     return found
