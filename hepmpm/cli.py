@@ -675,10 +675,10 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
             "fine-tune the backbone shipped with hepmpm (pre-trained without labels; the "
             "profile's backbone) on N labelled sim jets for each N of the profile, the same "
             "fine-tuning adapted to the unlabelled data jets (domain-adversarial, no data label "
-            "read) and the same tagger from scratch on the same jets, export the adapted tagger "
-            "of the largest N to ONNX, tag both samples with the TaggerProcessor and write a "
-            "report (markdown + HTML) of what pre-training and the adaptation bought, with "
-            "data/sim scale factors. Re-running skips completed steps; an interrupted run "
+            "read) and the same tagger from scratch on the same jets, export the pre-trained "
+            "tagger of the largest N to ONNX, tag both samples with the TaggerProcessor and "
+            "write a report (markdown + HTML) of what pre-training and the adaptation bought, "
+            "with data/sim scale factors. Re-running skips completed steps; an interrupted run "
             "resumes."
         ),
     )

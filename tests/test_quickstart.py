@@ -57,8 +57,7 @@ def test_report_shows_the_chain(interrupted_then_completed):
 
 def test_report_says_what_pretraining_buys(interrupted_then_completed):
     """The three arms at both label counts, on both domains, each with its error, the paired
-    differences and the data/sim scale factors; the adapted arm read the data jets, the
-    exported tagger is the adapted one."""
+    differences and the data/sim scale factors; the adapted arm read the data jets."""
     out, _ = interrupted_then_completed
     markdown = (out / "report" / "report.md").read_text()
     assert markdown.index("## What pre-training buys") < markdown.index("## What ran")
@@ -91,7 +90,7 @@ def test_report_says_what_pretraining_buys(interrupted_then_completed):
     assert "Tbqq efficiency at 5% QCD mistag" in markdown
     adapted = json.loads((out / "taggers" / "adapted-n48" / "tagger.json").read_text())
     assert adapted["adaptation"]["target"] == str(out / "skims" / "data")
-    assert "adapted tagger of 48 labels is the one exported" in markdown
+    assert "pretrained tagger of 48 labels is the one exported" in markdown
 
 
 def test_rerun_skips_everything_and_other_profiles_are_refused(interrupted_then_completed, capsys):

@@ -4,7 +4,7 @@ generate ``sim`` and ``data`` → skim each (coffea Runner) → fine-tune the ba
 hepmpm (``backbone``, pre-trained without labels) on N labelled ``sim`` jets for each N of
 ``finetune.labels``; the same fine-tuning adapted to the unlabelled ``data`` jets (``adapted``:
 domain-adversarial, no data label read); the same tagger from scratch on the same jets
-(``scratch``) → export the adapted (else the pre-trained) tagger of the largest N to ONNX → tag
+(``scratch``) → export the pre-trained tagger of the largest N to ONNX → tag
 ``sim`` and ``data`` with the TaggerProcessor → report, whose first section says what
 pre-training and the adaptation bought on each domain, with data/sim scale factors.
 
