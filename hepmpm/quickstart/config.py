@@ -38,6 +38,8 @@ class AdaptedArmConfig(StrictModel):
     )
 
 
+#: Every arm the quickstart can train, in the order its tables show them.
+ARMS = ("pretrained", "adapted", "scratch")
 #: Where a profile's adapted arm is checked, its target not made yet.
 _TARGET_PLACEHOLDER = "adaptation.target=the-data-skim"
 
@@ -83,8 +85,7 @@ class QuickstartConfig(StrictModel):
 
     def arm_names(self) -> list[str]:
         """``pretrained``, then ``adapted`` and ``scratch`` where the profile has them."""
-        optional = [name for name in ("adapted", "scratch") if getattr(self, name) is not None]
-        return ["pretrained", *optional]
+        return ["pretrained", *(name for name in ARMS[1:] if getattr(self, name) is not None)]
 
     def arms(self) -> list[tuple[str, int]]:
         """(arm, labels) of every tagger trained: each arm at each label count."""

@@ -22,7 +22,7 @@ from hepmpm.calibration.truth_scale_factors import ScaleFactorConfig, scale_fact
 from hepmpm.calibration.working_points import WorkingPointSpec
 from hepmpm.evaluation.metrics import mean_rejection_of_scores as _rejection
 from hepmpm.evaluation.uncertainty import binomial_error, bootstrap
-from hepmpm.quickstart.config import QuickstartConfig
+from hepmpm.quickstart.config import ARMS, QuickstartConfig
 from hepmpm.quickstart.layout import Layout
 
 DOMAINS = ("sim", "data")
@@ -113,7 +113,7 @@ def gain_table(
 ) -> tuple[list[str], list[list[object]]]:
     """The report's table: one row per label count and domain, each arm's accuracy, the
     differences, each arm's mean rejection."""
-    names = [a for a in ("pretrained", "adapted", "scratch") if any(r["arm"] == a for r in arms)]
+    names = _arms_in(arms)
     pairs = [(a, r) for a, r in COMPARISONS if a in names and r in names]
     header = ["labels", "domain", "test jets",
               *(f"{a} accuracy" for a in names), *(f"{a} − {r}" for a, r in pairs),
@@ -153,7 +153,7 @@ def scale_factor_table(
     rows: list[dict[str, Any]], config: ScaleFactorConfig
 ) -> tuple[list[str], list[list[object]]]:
     """One row per label count and scale factor, one column per arm: SF ± error."""
-    names = [a for a in ("pretrained", "adapted", "scratch") if any(r["arm"] == a for r in rows)]
+    names = _arms_in(rows)
     by_key = {(r["arm"], r["labels"]): r for r in rows}
     table: list[list[object]] = []
     for n in sorted({r["labels"] for r in rows}):
@@ -170,6 +170,11 @@ def scale_factor_table(
                          *(_sf(c[f"sf_{base}"], c[f"sf_err_{base}"]) for c in cells)]
                     )  # fmt: skip
     return ["labels", "data/sim scale factor", *names], table
+
+
+def _arms_in(rows: list[dict[str, Any]]) -> list[str]:
+    """The arms that ``rows`` hold, in :data:`ARMS` order."""
+    return [arm for arm in ARMS if any(r["arm"] == arm for r in rows)]
 
 
 def _sf(value: float, error: float) -> str:
@@ -228,7 +233,7 @@ def curves_vs_labels(arms: list[dict[str, Any]], key: str, ylabel: str, path: Pa
 
     labels = sorted({r["labels"] for r in arms})
     curves = {}
-    for arm in ("pretrained", "adapted", "scratch"):
+    for arm in ARMS:
         for domain in DOMAINS:
             rows = {r["labels"]: r for r in arms if (r["arm"], r["domain"]) == (arm, domain)}
             if len(rows) == len(labels):

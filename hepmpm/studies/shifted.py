@@ -41,7 +41,7 @@ def shift_rows(
             for ref in {reference, *bases.values()}
             for p in paired_rows(tested, ref, column)
         }
-        drops, errors = {}, {}
+        drops, errors, sample_rows = {}, {}, []
         for arm, n in dict.fromkeys((r["arm"], r["labels"]) for r in tested):
             runs = [r for r in tested if (r["arm"], r["labels"]) == (arm, n)]
             drop = [r["accuracy"] - r[column] for r in runs]
@@ -64,13 +64,12 @@ def shift_rows(
                     else f"{ref}: {p[f'minus_{ref}_mean']:+.3f} ± {p[f'minus_{ref}_std']:.3f} "
                     f"({p['verdict']})"
                 )  # fmt: skip
-            out.append(row)
-        for row in out:
-            if row["sample"] != sample:
-                continue
+            sample_rows.append(row)
+        for row in sample_rows:  # scratch's drop and |SF - 1| are known once all arms are read
             key, ref = (row["arm"], row["labels"]), (reference, row["labels"])
             row["drop_vs_reference"] = _ratio(drops.get(key), drops.get(ref))
             row["abs_sf_m1_vs_reference"] = _ratio(errors.get(key), errors.get(ref))
+        out += sample_rows
     return out
 
 
