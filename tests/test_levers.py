@@ -1,6 +1,6 @@
 """The pre-training levers: the linear probe and its random twin, the order-of-masked null
 tokens, the Huber loss, the joint class target, batches bucketed by multiplicity, and the
-standardisation of targets and inputs."""
+standardisation of targets and inputs; scoring on bucketed batches."""
 
 from __future__ import annotations
 
@@ -170,6 +170,31 @@ def test_bucketed_batches_cover_the_same_jets_with_less_padding(skim_dir):
     assert all(torch.equal(a.jet_id, b.jet_id) for a, b in zip(bucketed, again, strict=True))
     other = epoch(True, 1)  # ... and another epoch mixes differently
     assert any(not torch.equal(a.jet_id, b.jet_id) for a, b in zip(bucketed, other, strict=True))
+
+
+def test_bucketed_scoring_gives_each_jet_its_own_scores_in_order(skim_dir):
+    from hepmpm.evaluation.scoring import predict
+    from hepmpm.models.classifier import HeadConfig, JetTagger
+
+    torch.manual_seed(0)
+    tagger = JetTagger(PART17, BACKBONE_SIZES["tiny"], HeadConfig(heads=4, layers=1), 4)
+    with torch.no_grad():
+        tagger.head.classify.weight.mul_(20.0)  # scores that differ from jet to jet
+
+    def scores(bucket: bool):
+        return predict(tagger, JetDataset(skim_dir, None, 16, bucket=bucket, shuffle_buffer=64))
+
+    (plain, labels), (bucketed, bucketed_labels) = scores(False), scores(True)
+    np.testing.assert_array_equal(labels, bucketed_labels)
+    np.testing.assert_allclose(plain, bucketed, atol=1e-5)  # padding changes nothing
+    assert plain.std(axis=0).max() > 0.1  # so that a jet given another's scores would fail
+    dataset = JetDataset(skim_dir, None, 16, bucket=True, shuffle_buffer=64)
+    batches = list(make_dataloader(dataset))
+    ids = np.concatenate([b.jet_id.numpy() for b in batches])
+    assert not np.array_equal(ids, np.sort(ids))  # the batches did come out of order
+    counts = np.concatenate([b.mask.sum(1).numpy() for b in batches[:-1]])
+    padded = sum(b.mask.numel() for b in batches[:-1])
+    assert padded < 1.5 * counts.sum()  # and padded little
 
 
 def test_standardised_regression_targets_have_unit_spread(skim_dir):

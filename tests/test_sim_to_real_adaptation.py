@@ -21,7 +21,13 @@ def test_tiny_study(tmp_path):
     run_study("sim-to-real-adaptation", out, tiny=True, show_progress=False)
     with (out / "results.csv").open() as handle:
         rows = {r["arm"]: r for r in csv.DictReader(handle)}
-    assert set(rows) == {"scratch", "finetune-sim", "data-levers", "sim-stats-shift2"}
+    assert set(rows) == {
+        "scratch",
+        "finetune-sim",
+        "data-levers",
+        "sim-stats-shift2",
+        "finetune-continued",
+    }
     for row in rows.values():
         for sample in ("data", "shift2"):
             assert 0 <= float(row[f"accuracy_{sample}"]) <= 1
@@ -36,6 +42,11 @@ def test_tiny_study(tmp_path):
     record = json.loads((run / "tagger.json").read_text())
     assert record["adaptation"]["target"] == str(work / "skims" / "target-data")
     assert record["pretrained"] == str(work / "pretrain" / "pretrain")  # the data backbone
+    # The continued variant starts from the shipped backbone's weights and trains on the corpus.
+    continued = json.loads((work / "pretrain" / "continued" / "backbone.json").read_text())
+    assert continued["init"]["from"] == "pretrained:compact-sim4-stdin-mask60-gpu"
+    assert continued["init"]["weights"] == "mpm"  # its heads too: the same recipe continues
+    assert continued["steps"] == 4 and continued["backbone"]["dim"] == 64  # the shipped one's
     shift2 = json.loads((work / "runs" / "sim-stats-shift2" / "n12" / "seed0" / "tagger.json")
                         .read_text())  # fmt: skip
     assert shift2["adaptation"]["target"].endswith("target-shift2")
@@ -63,6 +74,9 @@ def test_targets_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="target 'nowhere' is not one of targets"):
         run_study("sim-to-real-adaptation", tmp_path / "x", tiny=True,
                   overrides=["arms=[{name: scratch, mode: scratch, target: nowhere}]"])  # fmt: skip
+    with pytest.raises(ConfigError, match="continue_from: 'nothing' is not a variant"):
+        run_study("sim-to-real-adaptation", tmp_path / "z", tiny=True,
+                  overrides=["continue_from={nothing: 'pretrained:compact-sim4'}"])  # fmt: skip
     with pytest.raises(ConfigError, match="need different seeds"):
         run_study("sim-to-real-adaptation", tmp_path / "y", tiny=True,
                   overrides=["targets.data.seed=33"])  # fmt: skip

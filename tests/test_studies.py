@@ -246,6 +246,19 @@ def test_a_study_folder_is_extended_by_further_seeds_not_changed(studies, tmp_pa
             _tiny_label_efficiency(studies, tmp_path, tiny, [change])
 
 
+def test_a_mapping_a_study_folder_predates_may_only_gain_entries():
+    """A folder made before ``continue_from`` existed takes a config with continued variants;
+    changing where a finished variant continued from is refused."""
+    from hepmpm.studies.common import extension_conflict
+
+    before = {"seeds": [0], "variants": {"a": []}}
+    gained = {"a": "pretrained:compact-sim4"}
+    assert extension_conflict(before, {**before, "continue_from": {}}) is None
+    assert extension_conflict(before, {**before, "continue_from": gained}) is None
+    changed = {"continue_from": {"a": "pretrained:compact-sim4-stdin"}}
+    assert extension_conflict({"continue_from": gained}, changed) == "continue_from"
+
+
 def test_tokenizer_fitted_once_for_the_pre_trainings_that_need_tokens(studies, tmp_path):
     """A study with a tokenizer: stage fits it once, for the k-means variants only; the main
     recipe (regression + id) pre-trains without it."""

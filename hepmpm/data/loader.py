@@ -69,8 +69,10 @@ class JetDataset(IterableDataset):
     as :meth:`JetIndex.select` does. ``pad_to``: fixed number of particle slots (``None``: the
     longest jet of each batch). ``shuffle``: shuffle per epoch (row groups, then blocks of
     ``shuffle_buffer`` jets), order fixed by ``(seed, epoch)``; call :meth:`set_epoch` before
-    each epoch. ``bucket``: with ``shuffle``, batch jets of similar multiplicity within each
-    shuffle block (less padding; the batches then depend on the number of DataLoader workers).
+    each epoch. ``bucket``: batch jets of similar multiplicity within each shuffle block (less
+    padding; the batches then depend on the number of DataLoader workers); without ``shuffle``
+    the batches come in order of multiplicity, so read ``batch.jet_id`` (with
+    :meth:`order_of`) to put the jets back in the selection's order.
     ``cache``: keep the selected jets' particles in memory once read (each worker
     keeps what it read), for small subsets read for many epochs. ``rank``/``world_size``:
     this process's part (default: from ``torch.distributed`` if initialised, else 0 of 1).
@@ -173,6 +175,12 @@ class JetDataset(IterableDataset):
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    def order_of(self, jet_id: np.ndarray) -> np.ndarray:
+        """Position [n] in the selection's order (the order of an unshuffled, unbucketed
+        epoch) of each jet of ``jet_id`` [n] (``JetBatch.jet_id`` values)."""
+        sorter = np.argsort(self._jet_id, kind="stable")
+        return sorter[np.searchsorted(self._jet_id, jet_id, sorter=sorter)]
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose shuffle order the next iteration uses (also in workers)."""
@@ -291,7 +299,7 @@ class JetDataset(IterableDataset):
             pool = carry.extend(reader.load(jets[lo:hi], keep=last_group))
             n_full = len(pool) // self.batch_size * self.batch_size
             full = pool
-            if self.bucket and self.shuffle:
+            if self.bucket:
                 full = pool.take(self._bucketed(pool.counts[:n_full], epoch, block))
             for b in range(0, n_full, self.batch_size):
                 yield self._make_batch(full, b, b + self.batch_size)
@@ -301,7 +309,8 @@ class JetDataset(IterableDataset):
 
     def _bucketed(self, counts: np.ndarray, epoch: int, block: int) -> np.ndarray:
         """Order of a block's full batches of jets with ``counts`` particles [n] for ``bucket``:
-        sorted by multiplicity, cut into batches, and the batches shuffled.
+        sorted by multiplicity, cut into batches, and the batches shuffled (with ``shuffle``;
+        without it they stay in order of multiplicity: scoring, see :meth:`order_of`).
 
         Bucketing keeps which jets an epoch trains on and how many batches it has (so resume
         stays exact); each batch then holds jets of similar length and pads little: real jets
@@ -312,6 +321,8 @@ class JetDataset(IterableDataset):
         if len(counts) <= self.batch_size:
             return np.arange(len(counts))
         order = np.argsort(counts, kind="stable").reshape(-1, self.batch_size)
+        if not self.shuffle:
+            return order.reshape(-1)
         rng = np.random.default_rng([self.seed, epoch, 2, block])
         return order[rng.permutation(len(order))].reshape(-1)
 

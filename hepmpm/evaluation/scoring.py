@@ -29,14 +29,17 @@ def predict(
     tagger: Tagger, dataset: JetDataset, device: torch.device | str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities [N, C] (float32, softmax) and JetClass labels [N] of every jet of
-    ``dataset``, in its order (the tagger is left in evaluation mode on ``device``)."""
+    ``dataset``, in its selection's order whatever order its batches come in (a ``bucket``
+    dataset pads less; the tagger is left in evaluation mode on ``device``)."""
     tagger.eval().to(device)
-    scores, labels = [], []
+    scores, labels, ids = [], [], []
     for batch in make_dataloader(dataset):
         logits, _ = tagger(batch.features.to(device), batch.mask.to(device))
         scores.append(logits.float().softmax(-1).cpu().numpy())
         labels.append(batch.labels.numpy())
-    return np.concatenate(scores), np.concatenate(labels)
+        ids.append(batch.jet_id.numpy())
+    order = np.argsort(dataset.order_of(np.concatenate(ids)))
+    return np.concatenate(scores)[order], np.concatenate(labels)[order]
 
 
 def n_outputs(tagger: Tagger) -> int:
@@ -65,7 +68,7 @@ def test_scores(
         raise HepmpmError(
             f"the tagger has {n_outputs(tagger)} outputs, but {len(labels)} labels were given"
         )
-    dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains)
+    dataset = JetDataset(index, split, batch_size, labels=labels, domains=domains, bucket=True)
     scores, truth = predict(tagger, dataset, device)
     position = np.full(len(CLASS_NAMES), -1, dtype=np.int64)
     position[labels] = np.arange(len(labels))

@@ -139,8 +139,9 @@ def tiny_settings(section: dict[str, Any], path: Path) -> dict[str, Any]:
 FREE_KEYS = ("workers", "samples_dir", "reference", "reference_envelope", "ablation_labels")
 #: Lists that may grow between sittings (further seeds, label counts: new runs, none changed).
 GROWING_KEYS = ("seeds", "labels")
-#: Mappings that may gain entries (a further variant or test sample), each old one unchanged.
-GAINING_KEYS = ("variants", "test_samples", "targets")
+#: Mappings that may gain entries (a further variant or test sample), each old one unchanged;
+#: absent from a folder made before the key existed: empty.
+GAINING_KEYS = ("variants", "test_samples", "targets", "continue_from")
 
 
 def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> str | None:
@@ -154,7 +155,7 @@ def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> st
             continue
         if key in GROWING_KEYS and _grows(before, after):
             continue
-        if key in GAINING_KEYS and _gains(before, after):
+        if key in GAINING_KEYS and _gains({} if before is None else before, after):
             continue
         if key == "arms" and isinstance(before, list) and isinstance(after, list):
             # Each old arm kept, by the same rule: its own seeds and labels may grow.
@@ -258,13 +259,17 @@ class StudyFolder:
             self.config.pretrain, skim, out, self.config.pretrain_seed
         )
 
-    def pretrain(self, name: str, skim: Path, extra_overrides: Sequence[str] = ()) -> Path:
+    def pretrain(
+        self, name: str, skim: Path, extra_overrides: Sequence[str] = (), init: str | None = None
+    ) -> Path:
         """Pre-train once on ``skim`` (labels unused) into ``work/pretrain/NAME``, fitting the
         study's tokenizer first when its targets need tokens; kept once ``backbone.json``
         exists. ``extra_overrides`` follow the stage's own (a variant's lever, the probe's
-        skim)."""
+        skim). ``init``: continue the pre-training of that backbone (``pretrained:NAME`` or a
+        folder) with its architecture and recipe (:func:`~hepmpm.training.pretrain.
+        continued_config`) instead of starting afresh."""
         from hepmpm.models.mpm import TOKEN_TARGETS
-        from hepmpm.training.pretrain import PretrainConfig
+        from hepmpm.training.pretrain import PretrainConfig, continued_config
 
         out = self.work / "pretrain" / name
         if (out / "backbone.json").is_file() or self.report_only:
@@ -275,7 +280,10 @@ class StudyFolder:
             *stage.overrides,
             *extra_overrides,
         ]
-        config = resolve_config(PretrainConfig, stage.config, "pretrain", overrides)
+        if init is None:
+            config = resolve_config(PretrainConfig, stage.config, "pretrain", overrides)
+        else:
+            config = continued_config(stage.config, init, overrides)
         tokenizer = None  # without a tokenizer: stage, run_pretrain names what is missing
         if self.config.tokenizer is not None and set(config.mpm.targets) & set(TOKEN_TARGETS):
             # Every pre-training with a token target shares it: its variants then differ by
@@ -283,7 +291,7 @@ class StudyFolder:
             tokenizer = self.pipeline.tokenizer(
                 self.config.tokenizer, skim, self.work / "tokenizer"
             )
-        self.pipeline.pretrain(config, skim, out, tokenizer=tokenizer)
+        self.pipeline.pretrain(config, skim, out, init=init, tokenizer=tokenizer)
         return out
 
     def run(

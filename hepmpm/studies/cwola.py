@@ -169,7 +169,7 @@ def score_truth(
 
     tagger, _ = load_tagger(run_dir)
     labels = [CLASS_INDEX["QCD"], signal]
-    probs, truth = predict(tagger, JetDataset(index, "test", 256, labels=labels))
+    probs, truth = predict(tagger, JetDataset(index, "test", 256, labels=labels, bucket=True))
     score = probs[:, 1]  # p(B): outputs follow JetClass order, QCD first
     is_signal = truth == signal
     row = {"auc": float(roc_auc_score(is_signal, score))}

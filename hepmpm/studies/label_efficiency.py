@@ -143,6 +143,13 @@ class LabelEfficiencyConfig(StudyConfig):
         "preset): MPM on data with the class on simulation. The pre-training then reads the "
         "labels of the labelled train split, a superset of every point's N",
     )
+    continue_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="variant -> the backbone (pretrained:NAME or a pre-training folder) whose "
+        "pre-training it continues on the corpus instead of starting afresh, keeping its "
+        "architecture, input statistics and masked-particle recipe (domain-adaptive "
+        "pre-training: a shipped backbone continued on one's own data)",
+    )
     arms: list[Arm] = Field(min_length=1)
     reference: str = Field("scratch", description="the arm the others are compared with")
     reference_envelope: list[str] = Field(
@@ -196,6 +203,9 @@ class LabelEfficiencyConfig(StudyConfig):
                     "pretrain_on_labelled needs a corpus of another preset than the labelled "
                     "sample: the class target tells their jets apart by domain"
                 )
+        for name in self.continue_from:
+            if name not in self.variants:
+                raise ValueError(f"continue_from: {name!r} is not a variant")
         if self.ablation_labels is not None and self.ablation_labels not in self.labels:
             raise ValueError(f"ablation_labels {self.ablation_labels} is not in labels")
         select = self.lr_selection_labels or self.ablation_labels
@@ -253,7 +263,8 @@ class LabelEfficiencyRun:
     has made so far (each made the first time a run needs it), and its runs.
 
     The fine-tunings run in two batches, each of independent runs (on Dask when the pipeline
-    is distributed): every learning-rate candidate, then every run of the schedule.
+    is distributed): every learning-rate candidate, then every run of the schedule; each run
+    is tested once trained.
     """
 
     def __init__(self, config: LabelEfficiencyConfig, folder: StudyFolder) -> None:
@@ -310,7 +321,8 @@ class LabelEfficiencyRun:
                 # class target read the corpus's truth.
                 skim = folder.skim("corpus+labelled", corpus_files + self.labelled_files, None)
                 extra.append(f"mpm.class_domains=[{config.labelled.preset}]")
-            self.backbones[name] = folder.pretrain(name, skim, extra)
+            init = config.continue_from.get(name)
+            self.backbones[name] = folder.pretrain(name, skim, extra, init)
             self.echo(f"pre-trained {name}: {self.backbones[name]}")
         return self.backbones[name]
 
@@ -336,22 +348,27 @@ class LabelEfficiencyRun:
         )  # fmt: skip
 
     def finetune(self, runs: Sequence[FinetuneRun]) -> list[dict[str, Any] | None]:
-        """The metrics of ``runs`` (None: not run, report-only), with the test samples'."""
+        """The metrics of ``runs`` (None: not run, report-only), with the test samples'. Run
+        here, each run is tested as soon as it is trained (a study stopped part-way has the
+        figures of every run it trained); on Dask, the batch is trained first."""
+        if self.folder.pipeline.distributed:
+            found = self.folder.finetune(runs)
+            return [self.tested(run, m) for run, m in zip(runs, found, strict=True)]
+        return [self.tested(run, self.folder.finetune([run])[0]) for run in runs]
+
+    def tested(self, run: FinetuneRun, metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``metrics`` of the trained ``run`` with its tests on the test samples (None: not run,
+        report-only)."""
         config, report_only = self.config, self.folder.report_only
-        found = self.folder.finetune(runs)
-        if not self.tests:
-            return found
-        measured = []
-        for run, metrics in zip(runs, found, strict=True):
-            if metrics is not None:
-                metrics = {**metrics, "other_tests": other_tests(run.out, self.tests, report_only)}
-                if config.domain_auc_jets or config.scale_factors:
-                    metrics["domain_tests"] = run_domain_metrics(
-                        run.out, self.labelled, self.tests, config.domain_auc_jets,
-                        config.scale_factors, report_only,
-                    )  # fmt: skip
-            measured.append(metrics)
-        return measured
+        if metrics is None or not self.tests:
+            return metrics
+        metrics = {**metrics, "other_tests": other_tests(run.out, self.tests, report_only)}
+        if config.domain_auc_jets or config.scale_factors:
+            metrics["domain_tests"] = run_domain_metrics(
+                run.out, self.labelled, self.tests, config.domain_auc_jets,
+                config.scale_factors, report_only,
+            )  # fmt: skip
+        return metrics
 
     def choose_learning_rates(self) -> None:
         """Run every arm's learning-rate candidates at ``lr_selection_labels`` with the first
