@@ -63,6 +63,9 @@ def test_tiny_study(tmp_path):
     assert {(r["arm"], r["sample"]) for r in shifted} == {
         (arm, sample) for arm in rows for sample in ("data", "shift2")
     }
+    # An arm is paired with its base: the continued backbone against the one it continued.
+    continued_rows = [r for r in shifted if r["arm"] == "finetune-continued"]
+    assert all(r["minus_base"].startswith("finetune-sim: ") for r in continued_rows)
     # The scores each shifted test reads twice (accuracy, scale factors) are kept, and they are
     # the scores behind the run's accuracy there.
     kept = np.load(run / "scores_data.npz")
@@ -74,6 +77,9 @@ def test_targets_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="target 'nowhere' is not one of targets"):
         run_study("sim-to-real-adaptation", tmp_path / "x", tiny=True,
                   overrides=["arms=[{name: scratch, mode: scratch, target: nowhere}]"])  # fmt: skip
+    with pytest.raises(ConfigError, match="base 'nowhere' is not an arm"):
+        run_study("sim-to-real-adaptation", tmp_path / "w", tiny=True,
+                  overrides=["arms=[{name: scratch, mode: scratch, base: nowhere}]"])  # fmt: skip
     with pytest.raises(ConfigError, match="continue_from: 'nothing' is not a variant"):
         run_study("sim-to-real-adaptation", tmp_path / "z", tiny=True,
                   overrides=["continue_from={nothing: 'pretrained:compact-sim4'}"])  # fmt: skip

@@ -136,7 +136,9 @@ def tiny_settings(section: dict[str, Any], path: Path) -> dict[str, Any]:
 
 #: Keys that say where or how fast a study runs, or what its report compares with, not what a
 #: run computes: a folder's later sittings may change them.
-FREE_KEYS = ("workers", "samples_dir", "reference", "reference_envelope", "ablation_labels")
+FREE_KEYS = (
+    "workers", "samples_dir", "reference", "reference_envelope", "ablation_labels", "base"
+)  # fmt: skip
 #: Lists that may grow between sittings (further seeds, label counts: new runs, none changed).
 GROWING_KEYS = ("seeds", "labels")
 #: Mappings that may gain entries (a further variant or test sample), each old one unchanged;

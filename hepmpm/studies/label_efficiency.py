@@ -98,6 +98,11 @@ class Arm(StrictModel):
     lr_from: str | None = Field(
         None, description="use the learning rate another arm chose (a lever against it)"
     )
+    base: str | None = Field(
+        None,
+        description="the arm the shifted table pairs this one with besides the reference "
+        "(None: lr_from's); e.g. a backbone's continued pre-training against the backbone",
+    )
     target: str | None = Field(
         None,
         description="a key of the study's targets: its skim is the arm's adaptation.target "
@@ -214,8 +219,9 @@ class LabelEfficiencyConfig(StudyConfig):
                 "arms with lrs need lr_selection_labels (or ablation_labels) in labels"
             )
         for arm in self.arms:
-            if arm.lr_from is not None and arm.lr_from not in names:
-                raise ValueError(f"arm {arm.name!r}: lr_from {arm.lr_from!r} is not an arm")
+            for key in ("lr_from", "base"):
+                if getattr(arm, key) not in (None, *names):
+                    raise ValueError(f"arm {arm.name!r}: {key} {getattr(arm, key)!r} is not an arm")
             if not set(arm.labels or []) <= set(self.labels):
                 raise ValueError(f"arm {arm.name!r}: its labels must be among {self.labels}")
             if not set(arm.seeds or []) <= set(self.seeds):
@@ -713,10 +719,10 @@ def report(
 
 def _shifted_rows(config: LabelEfficiencyConfig, rows: list[dict[str, Any]]) -> list[dict]:
     """:func:`~hepmpm.studies.shifted.shift_rows` of the study's shifted test samples, each
-    lever arm also against the arm it takes its learning rate from."""
+    lever arm also against its ``base`` (default: the arm it takes its learning rate from)."""
     if not config.test_samples:
         return []
-    bases = {arm.name: arm.lr_from for arm in config.arms if arm.lr_from}
+    bases = {arm.name: arm.base or arm.lr_from for arm in config.arms if arm.base or arm.lr_from}
     sf = config.scale_factors
     column = sf_column(sf.signals, sf.mistag) if sf else None
     return shift_rows(rows, list(config.test_samples), config.reference, bases, column)
