@@ -47,12 +47,33 @@ def test_init_continues_from_the_given_weights(skim_dir, source, tmp_path):
     assert first_continued < first_fresh
     assert abs(first_continued - min(trained[-10:])) < abs(first_fresh - min(trained[-10:]))
     record = json.loads((continued / "backbone.json").read_text())
+    assert record["init"].pop("val_loss") > 0  # validated before its first step
     assert record["init"] == {"from": str(source), "folder": str(source), "weights": "mpm"}
     assert json.loads((continued / "run.json").read_text())["init"] == str(source)
     # A resume must keep the recorded starting point.
     with pytest.raises(HepmpmError, match="init"):
         run_pretrain("tiny", skim_dir, continued, overrides=steps, resume=True,
                      show_progress=False, init=fresh)  # fmt: skip
+
+
+def test_a_continued_run_validates_where_it_starts(skim_dir, source, tmp_path):
+    """Before its first step: the loss the source ended with on the same validation jets and
+    masks (the same seed), logged at step 0 and recorded, so a reader sees whether continuing
+    moved it; a resume keeps the record."""
+    out = tmp_path / "continued"
+    steps = [*FAST, "trainer.max_steps=2", "optimizer.warmup_steps=1"]
+    run_pretrain("tiny", skim_dir, out, overrides=steps, show_progress=False, init=source)
+    start = json.loads((out / "backbone.json").read_text())["init"]["val_loss"]
+    source_end = json.loads((source / "backbone.json").read_text())["metrics"]["val/loss"]
+    assert start == pytest.approx(source_end, rel=1e-5)
+    logged = list(csv.DictReader((out / "logs" / "version_0" / "metrics.csv").open()))
+    first = next(r for r in logged if r.get("val/loss"))
+    assert (int(first["step"]), float(first["val/loss"])) == (0, pytest.approx(start))
+    (out / "backbone.json").unlink()  # as if stopped before its end: resumed, not validated again
+    run_pretrain("tiny", skim_dir, out, overrides=[*FAST, "trainer.max_steps=3",
+                 "optimizer.warmup_steps=1", "trainer.schedule_steps=2"], resume=True,
+                 show_progress=False, init=source)  # fmt: skip
+    assert json.loads((out / "backbone.json").read_text())["init"]["val_loss"] == start
 
 
 def test_init_with_other_mpm_settings_loads_the_backbone_alone(skim_dir, source, tmp_path):

@@ -22,6 +22,7 @@ an N-step run; resuming with a larger ``max_steps`` alone stretches the schedule
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import torch
 from pydantic import Field
 
 from hepmpm import __version__
+from hepmpm.atomic import write_json_atomic
 from hepmpm.config import StrictModel, parse_config, resolve_config
 from hepmpm.data.index import UNKNOWN_LABEL
 from hepmpm.data.manifest import load_manifest
@@ -65,6 +67,8 @@ from hepmpm.weights import load_weights, save_weights
 RESUMED_KEYS = ("feature_set", "features", "backbone", "mpm", "n_tokens", "tokenizer", "init")
 #: The whole masked-particle model (backbone, mask tokens, decoder, heads) of a finished run.
 MPM_WEIGHTS = "mpm.pt"
+#: A continued run's starting point with its validation before the first step (kept for a resume).
+START_RECORD = "init.json"
 
 
 class PretrainConfig(StrictModel):
@@ -422,7 +426,16 @@ def run_pretrain(
         )
         if trainer.is_global_zero:
             start_run_folder(out, {**record, "hepmpm_version": __version__}, config)
-        fit(trainer, module, datamodule, ckpt_path, t.cpu_threads)  # last.ckpt: at its end too
+        # A continued run validates its starting weights first (the loss it must improve on,
+        # logged at step 0); a resumed one reads what it recorded when it began.
+        fresh_start = started_from is not None and ckpt_path is None
+        start = fit(trainer, module, datamodule, ckpt_path, t.cpu_threads, fresh_start)
+        if start is not None:
+            started_from["val_loss"] = start.get("val/loss")
+            if trainer.is_global_zero:
+                write_json_atomic(out / START_RECORD, started_from)
+        elif started_from is not None and (out / START_RECORD).is_file():
+            started_from = json.loads((out / START_RECORD).read_text())
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.is_global_zero:
             save_weights(module.model, out / MPM_WEIGHTS)  # heads too: for continued pre-training

@@ -221,14 +221,22 @@ def fit(
     datamodule: L.LightningDataModule,
     ckpt_path: Path | None,
     cpu_threads: int | None,
-) -> None:
+    validate_first: bool = False,
+) -> dict[str, float] | None:
     """``trainer.fit`` (resuming from ``ckpt_path``, read without pickle) with ``cpu_threads``
-    torch threads and without the warnings of :data:`EXPECTED_WARNINGS`."""
+    torch threads and without the warnings of :data:`EXPECTED_WARNINGS`. ``validate_first``:
+    validate the starting weights before the first step (logged at step 0) and return those
+    metrics (a continued pre-training: where it started, so that a reader sees it move)."""
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         with torch_threads(cpu_threads):
+            start = None
+            if validate_first:
+                found = trainer.validate(module, datamodule=datamodule, verbose=False)
+                start = {k: float(v) for k, v in found[0].items()}
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return start
 
 
 def config_differences(name: str, before: Any, now: Any) -> Iterator[tuple[str, Any, Any]]:
