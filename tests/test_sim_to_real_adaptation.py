@@ -21,13 +21,8 @@ def test_tiny_study(tmp_path):
     run_study("sim-to-real-adaptation", out, tiny=True, show_progress=False)
     with (out / "results.csv").open() as handle:
         rows = {r["arm"]: r for r in csv.DictReader(handle)}
-    assert set(rows) == {
-        "scratch",
-        "finetune-sim",
-        "data-levers",
-        "sim-stats-shift2",
-        "finetune-continued",
-    }
+    assert set(rows) == {"scratch", "finetune-sim", "data-levers", "sim-stats-shift2",
+                         "finetune-continued", "finetune-continued-sim"}  # fmt: skip
     for row in rows.values():
         for sample in ("data", "shift2"):
             assert 0 <= float(row[f"accuracy_{sample}"]) <= 1
@@ -47,6 +42,11 @@ def test_tiny_study(tmp_path):
     assert continued["init"]["from"] == "pretrained:compact-sim4-stdin-mask60-gpu"
     assert continued["init"]["weights"] == "mpm"  # its heads too: the same recipe continues
     assert continued["steps"] == 4 and continued["backbone"]["dim"] == 64  # the shipped one's
+    assert continued["skim"]["path"] == str(work / "skims" / "corpus")
+    # Its control continues on the labelled sample's own (train) jets instead of the corpus.
+    control = json.loads((work / "pretrain" / "continued-sim" / "backbone.json").read_text())
+    assert control["skim"]["path"] == str(work / "skims" / "labelled")
+    assert control["init"]["from"] == continued["init"]["from"]
     shift2 = json.loads((work / "runs" / "sim-stats-shift2" / "n12" / "seed0" / "tagger.json")
                         .read_text())  # fmt: skip
     assert shift2["adaptation"]["target"].endswith("target-shift2")
@@ -80,6 +80,9 @@ def test_targets_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="base 'nowhere' is not an arm"):
         run_study("sim-to-real-adaptation", tmp_path / "w", tiny=True,
                   overrides=["arms=[{name: scratch, mode: scratch, base: nowhere}]"])  # fmt: skip
+    with pytest.raises(ConfigError, match="pretrain_on_labelled_jets: 'x' is not a variant"):
+        run_study("sim-to-real-adaptation", tmp_path / "v", tiny=True,
+                  overrides=["pretrain_on_labelled_jets=[x]"])  # fmt: skip
     with pytest.raises(ConfigError, match="continue_from: 'nothing' is not a variant"):
         run_study("sim-to-real-adaptation", tmp_path / "z", tiny=True,
                   overrides=["continue_from={nothing: 'pretrained:compact-sim4'}"])  # fmt: skip

@@ -246,17 +246,23 @@ def test_a_study_folder_is_extended_by_further_seeds_not_changed(studies, tmp_pa
             _tiny_label_efficiency(studies, tmp_path, tiny, [change])
 
 
-def test_a_mapping_a_study_folder_predates_may_only_gain_entries():
-    """A folder made before ``continue_from`` existed takes a config with continued variants;
-    changing where a finished variant continued from is refused."""
+def test_a_variant_keeps_how_it_was_pre_trained_when_a_study_folder_is_extended():
+    """A folder made before ``continue_from`` existed takes a config with new variants that
+    continue a backbone or pre-train on the labelled jets; a variant it already has may not
+    change how it is pre-trained, nor may a finished variant's starting point."""
     from hepmpm.studies.common import extension_conflict
 
     before = {"seeds": [0], "variants": {"a": []}}
-    gained = {"a": "pretrained:compact-sim4"}
-    assert extension_conflict(before, {**before, "continue_from": {}}) is None
-    assert extension_conflict(before, {**before, "continue_from": gained}) is None
-    changed = {"continue_from": {"a": "pretrained:compact-sim4-stdin"}}
-    assert extension_conflict({"continue_from": gained}, changed) == "continue_from"
+    after = {"seeds": [0], "variants": {"a": [], "b": []}}
+    for key, new, old in (
+        ("continue_from", {"b": "pretrained:compact-sim4"}, {"a": "pretrained:compact-sim4"}),
+        ("pretrain_on_labelled_jets", ["b"], ["a"]),
+    ):
+        assert extension_conflict(before, {**after, key: type(new)()}) is None
+        assert extension_conflict(before, {**after, key: new}) is None
+        assert extension_conflict(before, {**after, key: old}) == key
+    changed = {"continue_from": {"b": "pretrained:compact-sim4-stdin"}}
+    assert extension_conflict({"continue_from": {"b": "x"}}, changed) == "continue_from"
 
 
 def test_tokenizer_fitted_once_for_the_pre_trainings_that_need_tokens(studies, tmp_path):

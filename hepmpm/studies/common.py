@@ -141,9 +141,11 @@ FREE_KEYS = (
 )  # fmt: skip
 #: Lists that may grow between sittings (further seeds, label counts: new runs, none changed).
 GROWING_KEYS = ("seeds", "labels")
-#: Mappings that may gain entries (a further variant or test sample), each old one unchanged;
-#: absent from a folder made before the key existed: empty.
-GAINING_KEYS = ("variants", "test_samples", "targets", "continue_from")
+#: Mappings that may gain entries (a further variant or test sample), each old one unchanged.
+GAINING_KEYS = ("variants", "test_samples", "targets")
+#: Settings of some variants (variant -> value, or a list of variants): they may gain entries for
+#: new variants only (absent from a folder made before the key existed: empty).
+VARIANT_KEYS = ("continue_from", "pretrain_on_labelled_jets")
 
 
 def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> str | None:
@@ -157,7 +159,9 @@ def extension_conflict(previous: dict[str, Any], settings: dict[str, Any]) -> st
             continue
         if key in GROWING_KEYS and _grows(before, after):
             continue
-        if key in GAINING_KEYS and _gains({} if before is None else before, after):
+        if key in GAINING_KEYS and _gains(before, after):
+            continue
+        if key in VARIANT_KEYS and _gains_new_variants(before, after, previous.get("variants")):
             continue
         if key == "arms" and isinstance(before, list) and isinstance(after, list):
             # Each old arm kept, by the same rule: its own seeds and labels may grow.
@@ -180,6 +184,17 @@ def _grows(before: Any, after: Any) -> bool:
 def _gains(before: Any, after: Any) -> bool:
     mappings = isinstance(before, dict) and isinstance(after, dict)
     return mappings and all(after.get(key) == value for key, value in before.items())
+
+
+def _gains_new_variants(before: Any, after: Any, old_variants: Any) -> bool:
+    """Whether a per-variant setting only gained entries, each for a variant the folder did not
+    have (a variant already pre-trained keeps how it was pre-trained)."""
+
+    def mapping(value: Any) -> Any:
+        return dict.fromkeys(value, True) if isinstance(value, list) else value or {}
+
+    before, after = mapping(before), mapping(after)
+    return _gains(before, after) and not (set(after) - set(before)) & set(old_variants or {})
 
 
 class StudyFolder:

@@ -148,6 +148,13 @@ class LabelEfficiencyConfig(StudyConfig):
         "preset): MPM on data with the class on simulation. The pre-training then reads the "
         "labels of the labelled train split, a superset of every point's N",
     )
+    pretrain_on_labelled_jets: list[str] = Field(
+        default_factory=list,
+        description="variants pre-trained on the labelled sample's own jets instead of the "
+        "corpus, labels unused (its train split; its val split validates; its test split is "
+        "never read): e.g. a backbone continued on simulation, the control of one continued "
+        "on data",
+    )
     continue_from: dict[str, str] = Field(
         default_factory=dict,
         description="variant -> the backbone (pretrained:NAME or a pre-training folder) whose "
@@ -208,9 +215,12 @@ class LabelEfficiencyConfig(StudyConfig):
                     "pretrain_on_labelled needs a corpus of another preset than the labelled "
                     "sample: the class target tells their jets apart by domain"
                 )
-        for name in self.continue_from:
-            if name not in self.variants:
-                raise ValueError(f"continue_from: {name!r} is not a variant")
+        for key in ("continue_from", "pretrain_on_labelled_jets"):
+            for name in getattr(self, key):
+                if name not in self.variants:
+                    raise ValueError(f"{key}: {name!r} is not a variant")
+                if key != "continue_from" and name in self.pretrain_on_labelled:
+                    raise ValueError(f"{key}: {name!r} is also in pretrain_on_labelled")
         if self.ablation_labels is not None and self.ablation_labels not in self.labels:
             raise ValueError(f"ablation_labels {self.ablation_labels} is not in labels")
         select = self.lr_selection_labels or self.ablation_labels
@@ -320,13 +330,17 @@ class LabelEfficiencyRun:
         if name not in self.backbones and name == RANDOM:
             self.backbones[name] = folder.random_backbone(name, self.corpus()[0])
         elif name not in self.backbones:
-            skim, corpus_files = self.corpus()
             extra = [f"probe.skim={self.labelled}", *config.variants.get(name, [])]
-            if name in config.pretrain_on_labelled:
+            if name in config.pretrain_on_labelled_jets:
+                skim = self.labelled  # the pre-training reads its train split, never its test
+            elif name in config.pretrain_on_labelled:
                 # Each file's domain is its sample's preset; last, so that nothing lets the
                 # class target read the corpus's truth.
-                skim = folder.skim("corpus+labelled", corpus_files + self.labelled_files, None)
+                files = self.corpus()[1] + self.labelled_files
+                skim = folder.skim("corpus+labelled", files, None)
                 extra.append(f"mpm.class_domains=[{config.labelled.preset}]")
+            else:
+                skim = self.corpus()[0]
             init = config.continue_from.get(name)
             self.backbones[name] = folder.pretrain(name, skim, extra, init)
             self.echo(f"pre-trained {name}: {self.backbones[name]}")
@@ -761,6 +775,15 @@ def _setup_text(config: LabelEfficiencyConfig) -> str:
         )
     else:
         joint = ""
+    if config.pretrain_on_labelled_jets:
+        joint += (
+            f"{', '.join(config.pretrain_on_labelled_jets)}: pre-trained on the labelled "
+            f"sample's train jets instead of the corpus, labels unused. "
+        )
+    continued = "".join(
+        f"{name}: continues the pre-training of {init}. "
+        for name, init in config.continue_from.items()
+    )
     targets = "".join(
         f"Unlabelled target jets of the levers, {name}: {t.jets_per_class} {t.preset} jets per "
         f"class (seed {t.seed}; labels never read). "
@@ -773,7 +796,7 @@ def _setup_text(config: LabelEfficiencyConfig) -> str:
         f"{lab.preset} jets per class of {', '.join(lab.classes)}{transfer} (seed {lab.seed}): "
         f"N class-balanced train jets per point, "
         f"its val split picks each arm's best step, its test split is shared by every arm. "
-        f"{joint}{tested}Fine-tuning {config.finetune.config} "
+        f"{joint}{continued}{tested}Fine-tuning {config.finetune.config} "
         f"{' '.join(config.finetune.overrides)}; "
         f"mean ± std over {len(config.seeds)} seeds."
     )
