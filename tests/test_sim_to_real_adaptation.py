@@ -73,22 +73,21 @@ def test_tiny_study(tmp_path):
     assert accuracy == pytest.approx(float(rows["data-levers"]["accuracy_data"]))
 
 
-def test_targets_are_checked(tmp_path):
-    with pytest.raises(ConfigError, match="target 'nowhere' is not one of targets"):
-        run_study("sim-to-real-adaptation", tmp_path / "x", tiny=True,
-                  overrides=["arms=[{name: scratch, mode: scratch, target: nowhere}]"])  # fmt: skip
-    with pytest.raises(ConfigError, match="base 'nowhere' is not an arm"):
-        run_study("sim-to-real-adaptation", tmp_path / "w", tiny=True,
-                  overrides=["arms=[{name: scratch, mode: scratch, base: nowhere}]"])  # fmt: skip
-    with pytest.raises(ConfigError, match="pretrain_on_labelled_jets: 'x' is not a variant"):
-        run_study("sim-to-real-adaptation", tmp_path / "v", tiny=True,
-                  overrides=["pretrain_on_labelled_jets=[x]"])  # fmt: skip
-    with pytest.raises(ConfigError, match="continue_from: 'nothing' is not a variant"):
-        run_study("sim-to-real-adaptation", tmp_path / "z", tiny=True,
-                  overrides=["continue_from={nothing: 'pretrained:compact-sim4'}"])  # fmt: skip
-    with pytest.raises(ConfigError, match="need different seeds"):
-        run_study("sim-to-real-adaptation", tmp_path / "y", tiny=True,
-                  overrides=["targets.data.seed=33"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("arms=[{name: scratch, mode: scratch, target: nowhere}]",
+         "target 'nowhere' is not one of targets"),
+        ("arms=[{name: scratch, mode: scratch, base: nowhere}]", "base 'nowhere' is not an arm"),
+        ("pretrain_on_labelled_jets=[x]", "pretrain_on_labelled_jets: 'x' is not a variant"),
+        ("continue_from={nothing: 'pretrained:compact-sim4'}",
+         "continue_from: 'nothing' is not a variant"),
+        ("targets.data.seed=33", "need different seeds"),
+    ],
+)  # fmt: skip
+def test_bad_study_configs_are_refused_naming_the_key(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_study("sim-to-real-adaptation", tmp_path / "x", tiny=True, overrides=[override])
 
 
 def test_scale_factors_of_a_known_shift():

@@ -13,6 +13,7 @@ sample, what an analysis asks of a tagger trained on simulation, over the seeds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +47,9 @@ def shift_rows(
             runs = [r for r in tested if (r["arm"], r["labels"]) == (arm, n)]
             drop = [r["accuracy"] - r[column] for r in runs]
             sf = [r.get(f"{sf_column}_{sample}", np.nan) for r in runs] if sf_column else []
-            drops[arm, n], errors[arm, n] = float(np.mean(drop)), float(np.nanmean(sf or [np.nan]))
+            measured = [v for v in sf if np.isfinite(v)]  # none: the report says nan, not a warning
+            drops[arm, n] = float(np.mean(drop))
+            errors[arm, n] = float(np.mean(measured)) if measured else math.nan
             row = {
                 "arm": arm,
                 "labels": n,
