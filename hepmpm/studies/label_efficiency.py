@@ -219,8 +219,10 @@ class LabelEfficiencyConfig(StudyConfig):
             for name in getattr(self, key):
                 if name not in self.variants:
                     raise ValueError(f"{key}: {name!r} is not a variant")
-                if key != "continue_from" and name in self.pretrain_on_labelled:
-                    raise ValueError(f"{key}: {name!r} is also in pretrain_on_labelled")
+        if both := sorted(set(self.pretrain_on_labelled_jets) & set(self.pretrain_on_labelled)):
+            raise ValueError(
+                f"pretrain_on_labelled_jets: {both[0]!r} is also in pretrain_on_labelled"
+            )
         if self.ablation_labels is not None and self.ablation_labels not in self.labels:
             raise ValueError(f"ablation_labels {self.ablation_labels} is not in labels")
         select = self.lr_selection_labels or self.ablation_labels
@@ -736,7 +738,7 @@ def _shifted_rows(config: LabelEfficiencyConfig, rows: list[dict[str, Any]]) -> 
     lever arm also against its ``base`` (default: the arm it takes its learning rate from)."""
     if not config.test_samples:
         return []
-    bases = {arm.name: arm.base or arm.lr_from for arm in config.arms if arm.base or arm.lr_from}
+    bases = {arm.name: base for arm in config.arms if (base := arm.base or arm.lr_from)}
     sf = config.scale_factors
     column = sf_column(sf.signals, sf.mistag) if sf else None
     return shift_rows(rows, list(config.test_samples), config.reference, bases, column)
